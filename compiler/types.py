@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import GraphTypeError
+from .errors import GraphTypeError, GraphValueError
 
 #: dtypes sympile accepts, grouped as numpy's kinds: b=bool, i/u=integers, f=floats.
 SUPPORTED_KINDS = "biuf"
@@ -85,7 +85,7 @@ def broadcast_shapes(*shapes, where: str = "") -> tuple:
         known = {d for d in dims if d is not None and d != 1}
         if len(known) > 1:
             shown = " and ".join(shape_str(s) for s in shapes)
-            raise GraphTypeError(f"shapes {shown} do not broadcast{where}")
+            raise GraphValueError(f"shapes {shown} do not broadcast{where}")
         if known:
             out.append(known.pop())
         elif any(d is None for d in dims):

@@ -12,10 +12,12 @@ from sympile.compiler.graph import register_internal_dir
 
 register_internal_dir(__file__)
 
-from . import printing, tensor  # noqa: E402
+from . import gradient, printing, tensor  # noqa: E402
 from .config import config  # noqa: E402
 from .function import Function, function, shared  # noqa: E402
+from .gradient import grad  # noqa: E402
 from .variable import SharedVariable, TensorVariable  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["function", "shared", "Function", "TensorVariable", "SharedVariable", "tensor", "printing", "config"]
+__all__ = ["function", "shared", "grad", "gradient", "Function", "TensorVariable", "SharedVariable", "tensor",
+           "printing", "config"]  # fmt: skip

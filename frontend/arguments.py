@@ -28,6 +28,8 @@ def convert_argument(value, type_: TensorType, label: str) -> np.ndarray:
             arr = np.asarray(value)
         except (ValueError, TypeError) as exc:
             raise GraphTypeError(f"{label}: cannot convert {type(value).__name__} to an array: {exc}") from None
+        if arr.size == 0 and arr.dtype == np.float64:
+            arr = arr.astype(want)  # an empty list is float64 only by numpy's default: it holds no value to lose
     if arr.dtype.kind not in "biuf":
         raise GraphTypeError(f"{label}: expected {type_.short()} data, got an array of dtype {arr.dtype}")
     if arr.ndim != type_.ndim:

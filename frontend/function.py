@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import warnings
-import weakref
 
 import numpy as np
 from sympile.compiler.errors import GraphTypeError, GraphValueError
 from sympile.compiler.graph import Node, leaves, substitute
 from sympile.compiler.pipeline import optimize as optimize_graph
+from sympile.compiler.types import TensorType
+from sympile.runtime import backends
 from sympile.runtime.backends import get_backend
 
 from .arguments import convert_argument
@@ -45,7 +46,7 @@ class Function:
     """
 
     def __init__(self, inputs, outputs, updates=None, givens=None, backend=None, optimize=True,
-                 on_unused_input="raise", name=None):  # fmt: skip
+                 on_unused_input="raise", name=None, dump_dir=None):  # fmt: skip
         if on_unused_input not in ("raise", "warn", "ignore"):
             raise ValueError(f"on_unused_input must be 'raise', 'warn' or 'ignore', got {on_unused_input!r}")
         self.name = name
@@ -60,8 +61,11 @@ class Function:
         self.n_outputs = len(out_vars)
         self.update_targets = [s.node for s, _ in update_pairs]
         self.unoptimized = exprs
-        self.graph, self.rewrites = optimize_graph([i.node for i in self.inputs], exprs, enabled=optimize)
-        self.backend = backend or "numpy"
+        on_pass = _dot_writer(dump_dir) if dump_dir is not None else None
+        self.graph, self.rewrites = optimize_graph(
+            [i.node for i in self.inputs], exprs, enabled=optimize, on_pass=on_pass
+        )
+        self.backend = backend or backends.DEFAULT_BACKEND  # the registry owns the default
         self.program = get_backend(backend)([i.node for i in self.inputs], self.graph)
         self._shared = [SHARED_STORAGE[n] for n in self.program.shared_nodes]
         self._update_storage = [SHARED_STORAGE[n] for n in self.update_targets]
@@ -100,8 +104,8 @@ class Function:
             if target.node in seen:
                 raise ValueError(f"shared variable {target.name!r} is updated twice")
             seen.add(target.node)
-            expr = as_tensor_variable(expr)
             label = f"update of shared variable {target.name!r}" if target.name else "update of a shared variable"
+            expr = _as_variable_like(expr, target, label)
             if expr.dtype != target.dtype:
                 raise GraphTypeError(
                     f"{label}: expected dtype {target.dtype}, got {expr.dtype} from {expr.node.describe()}; "
@@ -122,7 +126,7 @@ class Function:
         for old, new in pairs:
             if not isinstance(old, TensorVariable):
                 raise TypeError(f"givens keys must be symbolic variables, got {old!r}")
-            new = as_tensor_variable(new)
+            new = _as_variable_like(new, old, f"givens for {old.node.describe()}")
             if new.dtype != old.dtype or new.ndim != old.ndim:
                 raise GraphTypeError(
                     f"givens: cannot replace {old.node.describe()} by {new.node.describe()} (dtype and rank must match)"
@@ -174,9 +178,13 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         values = self._bind(args, kwargs)
-        results = self.program.run(values, [s.value for s in self._shared])
-        guard = values + [s.value for s in self._shared]
-        results = [_unaliased(r, guard) for r in results]
+        shared_values = [s.value for s in self._shared]
+        raw = self.program.run(values, shared_values)
+        guard, results = values + shared_values, []
+        for r in raw:
+            r = _unaliased(r, guard)
+            guard.append(r)  # two outputs (or an output and an update) of one merged node must not share memory
+            results.append(r)
         for storage, new in zip(self._update_storage, results[self.n_outputs :]):
             storage.value = new  # all computed before any is applied: a failed call changes nothing
         outs = results[: self.n_outputs]
@@ -190,8 +198,36 @@ class Function:
 _MISSING = object()
 
 
+def _dot_writer(dump_dir):
+    """An ``on_pass`` callback writing the graph after each optimizer pass: ``00-input.dot``, ``01-merge.dot``..."""
+    import os
+
+    from .printing import to_dot  # printing imports this module
+
+    os.makedirs(dump_dir, exist_ok=True)
+    count = iter(range(1000))
+
+    def write(pass_name: str, outputs: list) -> None:
+        path = os.path.join(dump_dir, f"{next(count):02d}-{pass_name}.dot")
+        with open(path, "w") as fh:
+            fh.write(to_dot(outputs, name=pass_name))
+
+    return write
+
+
+def _as_variable_like(value, like: TensorVariable, label: str) -> TensorVariable:
+    """``value`` as a variable; a plain Python number takes ``like``'s dtype when the cast keeps its value
+    (``updates=[(count, 0)]`` works for a float ``count``), as Theano filters update and givens values."""
+    if type(value) in (bool, int, float):
+        return as_tensor_variable(convert_argument(value, TensorType(like.dtype, ()), label))
+    return as_tensor_variable(value)
+
+
 def _unaliased(result: np.ndarray, guard: list) -> np.ndarray:
-    """Results never share memory with arguments or shared values: later writes must not leak through."""
+    """Results never share memory with arguments or shared values: later writes must not leak through.
+    Read-only results (a constant's own array) are copied too, so callers always get arrays they own."""
+    if not result.flags.writeable:
+        return result.copy()
     if result.base is None and not any(result is g for g in guard):
         return result
     if any(np.may_share_memory(result, g) for g in guard):
@@ -200,8 +236,11 @@ def _unaliased(result: np.ndarray, guard: list) -> np.ndarray:
 
 
 def function(inputs, outputs, updates=None, givens=None, backend=None, optimize=True, on_unused_input="raise",
-             name=None) -> Function:  # fmt: skip
+             name=None, dump_dir=None) -> Function:  # fmt: skip
     """Compile ``inputs -> outputs``; ``updates`` (shared -> new value) apply after the outputs are computed.
+
+    ``optimize=False`` skips the optimizer; ``dump_dir=PATH`` writes the graph after each optimizer pass as DOT
+    (``00-input.dot``, ``01-merge.dot``, ...); ``f.rewrites`` lists the rewrites applied.
 
     >>> import sympile
     >>> import sympile.tensor as st
@@ -211,7 +250,7 @@ def function(inputs, outputs, updates=None, givens=None, backend=None, optimize=
     >>> _ = f([1.0, 2.0]); float(acc.get_value())
     3.0
     """
-    return Function(inputs, outputs, updates, givens, backend, optimize, on_unused_input, name)
+    return Function(inputs, outputs, updates, givens, backend, optimize, on_unused_input, name, dump_dir)
 
 
 def shared(value, name=None, borrow=False, shape=None) -> SharedVariable:
@@ -227,7 +266,10 @@ def shared(value, name=None, borrow=False, shape=None) -> SharedVariable:
 
     if isinstance(value, TensorVariable):
         raise TypeError("shared() takes a concrete value (array, number), not a symbolic variable")
-    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    try:
+        arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as exc:  # ragged lists and the like
+        raise GraphTypeError(f"shared(): cannot make an array from {type(value).__name__}: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise GraphTypeError(f"shared(): expected numeric data, got dtype {arr.dtype}")
     static = tuple(shape) if shape is not None else (None,) * arr.ndim
@@ -237,24 +279,28 @@ def shared(value, name=None, borrow=False, shape=None) -> SharedVariable:
     SHARED_STORAGE[node] = SharedStorage(arr if borrow else np.array(arr, copy=True))
     var = wrap(node)
     if shape is not None:
-        convert_argument(arr, node.type, f"shared variable {name!r}")
+        convert_argument(arr, node.type, f"shared variable {name!r}" if name else "shared variable")
     return var
 
 
-_EVAL_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def eval_variable(var: TensorVariable, inputs_to_values: dict):
-    """Compile (once per variable and set of inputs) and run ``var`` on the given input values."""
+    """Compile (once per variable and set of inputs) and run ``var`` on the given input values.
+
+    The compiled functions are kept on ``var`` itself (not in a global table, where the function's reference
+    to the graph would keep it alive forever), so they go when the user drops the variable.
+    """
     keys = []
     for k in inputs_to_values:
         if isinstance(k, str):
             raise TypeError("eval() keys must be variables, not names")
         keys.append(as_tensor_variable(k))
-    per_node = _EVAL_CACHE.setdefault(var.node, {})
-    cache_key = tuple(id(k.node) for k in keys)
-    fn = per_node.get(cache_key)
+    try:
+        per_var = var._eval_cache
+    except AttributeError:
+        per_var = var._eval_cache = {}
+    cache_key = tuple(id(k.node) for k in keys)  # the cached function holds the keys, so ids stay unique
+    fn = per_var.get(cache_key)
     if fn is None:
         fn = function(keys, var, on_unused_input="ignore")
-        per_node[cache_key] = fn
+        per_var[cache_key] = fn
     return fn(*inputs_to_values.values())

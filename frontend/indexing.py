@@ -52,7 +52,9 @@ def build_index(ndim: int, key) -> tuple[tuple, list]:
     for item in key:
         if item is Ellipsis:
             used = sum(_consumed(k) for k in key if k is not Ellipsis)
-            spec.extend([("slice", None, None, None)] * max(ndim - used, 0))
+            fill = max(ndim - used, 0)
+            # an empty Ellipsis still separates advanced indices in numpy's placement rule: keep a marker
+            spec.extend([("slice", None, None, None)] * fill if fill else [("ellipsis",)])
         elif item is None:
             spec.append(("new",))
         elif isinstance(item, (bool, np.bool_)):
@@ -86,8 +88,12 @@ def _set_or_inc(sub, y, mode: str) -> TensorVariable:
         raise GraphTypeError(f"{mode}_subtensor expects an indexed variable such as x[1:3], got {sub!r}")
     node = sub.node
     y = as_tensor_variable(y)
-    inputs = [node.inputs[0], y.node, *node.inputs[1:]]
-    return TensorVariable(make_node("setitem", inputs, index=node.attrs["index"], mode=mode))
+    base = node.inputs[0]
+    inputs = [base, y.node, *node.inputs[1:]]
+    out = TensorVariable(make_node("setitem", inputs, index=node.attrs["index"], mode=mode))
+    if base.op == "getitem":  # x[a][b]: the modified x[a] is written back into x, as Theano does
+        return _set_or_inc(TensorVariable(base), out, "set")
+    return out
 
 
 def set_subtensor(sub, y) -> TensorVariable:

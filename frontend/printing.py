@@ -21,7 +21,7 @@ from sympile.compiler.graph import Node, toposort
 from .function import Function
 from .variable import TensorVariable
 
-_HIDDEN_ATTRS = ("uid", "value", "weak")
+_HIDDEN_ATTRS = ("uid", "value", "weak", "inner")  # a fused node's inner expression is shown after
 
 
 def _roots(obj) -> list[tuple[str, Node]]:
@@ -87,6 +87,8 @@ def debugprint(obj, file=None, print_type: bool = True, print_source: bool = Fal
     ids: dict[int, str] = {}
     names = _ids()
     lines: list[str] = []
+    # nodes a compiled function runs through their numpy reference (no native lowering)
+    fallback = getattr(getattr(obj, "program", None), "fallback", None) or set()
 
     def emit(node: Node, prefix: str, head: str, title: str):
         seen = id(node) in ids
@@ -98,6 +100,8 @@ def debugprint(obj, file=None, print_type: bool = True, print_source: bool = Fal
                 text += f" <{node.type.short()}>"
             if print_source and not node.is_leaf:
                 text += f"  # {node.source}"
+            if id(node) in fallback:
+                text += "  (numpy fallback)"
         lines.append(head + text)
         if seen:
             return

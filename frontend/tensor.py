@@ -16,6 +16,7 @@ import numpy as np
 from sympile.compiler.errors import GraphTypeError, GraphValueError
 from sympile.compiler.graph import constant_node
 from sympile.compiler.ops.elementwise import ELEMWISE
+from sympile.compiler.ops.inference import normalize_axis
 from sympile.compiler.types import as_dtype
 
 from .constructors import *  # noqa: F401,F403 - scalar, dvector, fmatrices, tensor, ...
@@ -78,6 +79,18 @@ def cast(x, dtype) -> TensorVariable:
     return apply("cast", x, dtype=as_dtype(dtype).name)
 
 
+# replaces the generated clip so that a bound may be None, as in numpy
+def clip(x, a_min, a_max) -> TensorVariable:
+    """``x`` limited to [a_min, a_max], as numpy's ``clip``; a bound of ``None`` is not applied."""
+    if a_min is None and a_max is None:
+        return as_tensor_variable(x)
+    if a_min is None:
+        return apply("minimum", x, a_max)
+    if a_max is None:
+        return apply("maximum", x, a_min)
+    return apply("clip", x, a_min, a_max)
+
+
 def relu(x, alpha=0) -> TensorVariable:
     """max(x, 0), or ``where(x > 0, x, alpha * x)`` for a leaky ``alpha``."""
     if alpha == 0:
@@ -89,8 +102,8 @@ def relu(x, alpha=0) -> TensorVariable:
 # --- reductions ------------------------------------------------------------------------------------------------
 def _reduce(op, x, axis, keepdims, dtype=None, **attrs):
     x = as_tensor_variable(x)
-    if dtype is not None:
-        x = cast(x, dtype)
+    if dtype is not None:  # numpy's dtype= argument: accumulate in and return that dtype
+        attrs["dtype"] = as_dtype(dtype).name
     return apply(op, x, axis=axis, keepdims=keepdims, **attrs)
 
 
@@ -261,12 +274,14 @@ def dimshuffle(x, *pattern):
     return apply("dimshuffle", x, new_order=pattern)
 
 
-def transpose(x, axes=None):
-    """Permute the axes (reverse them when ``axes`` is None)."""
+def transpose(x, axes=None, *more_axes):
+    """Permute the axes (reverse them when ``axes`` is None); ``x.transpose(1, 0)`` works as in numpy."""
     x = as_tensor_variable(x)
+    if more_axes:
+        axes = (axes, *more_axes)
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
-    axes = tuple(a % x.ndim if x.ndim else a for a in axes)
+    axes = tuple(normalize_axis(a, x.ndim)[0] for a in axes)  # each in range (numpy's AxisError otherwise)
     if sorted(axes) != list(range(x.ndim)):
         raise GraphValueError(f"axes {axes} are not a permutation of the {x.ndim} axes")
     return dimshuffle(x, axes) if axes != tuple(range(x.ndim)) else x
@@ -276,8 +291,8 @@ def expand_dims(x, axis):
     """Insert axes of length 1 at the positions ``axis`` (int or tuple) of the result."""
     x = as_tensor_variable(x)
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = normalize_axis(axes, x.ndim + len(axes))  # positions in the result: in range, not repeated
     out_ndim = x.ndim + len(axes)
-    axes = sorted(a % out_ndim for a in axes)
     order, source = [], iter(range(x.ndim))
     for i in range(out_ndim):
         order.append("x" if i in axes else next(source))
@@ -290,8 +305,7 @@ def squeeze(x, axis=None):
     if axis is None:
         drop = [i for i, d in enumerate(x.static_shape) if d == 1]
     else:
-        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-        drop = [a % x.ndim for a in axes]
+        drop = normalize_axis(axis, x.ndim)
     return dimshuffle(x, [i for i in range(x.ndim) if i not in drop])
 
 

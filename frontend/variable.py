@@ -26,7 +26,7 @@ SHARED_STORAGE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 class TensorVariable:
     """A symbolic tensor: a dtype, a rank, a static shape (some dims unknown) and how it is computed."""
 
-    __slots__ = ("node",)
+    __slots__ = ("node", "_eval_cache")  # _eval_cache: functions compiled by eval(), dying with this variable
     __array_ufunc__ = None  # numpy arrays defer to our reflected operators: ndarray * x -> x.__rmul__
 
     def __init__(self, node: Node):

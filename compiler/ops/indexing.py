@@ -6,19 +6,23 @@ inputs referred to as ``("in", j)``:
 - ``("int", i)``: an integer (drops the axis);
 - ``("slice", start, stop, step)``: each an int, ``None`` or a reference;
 - ``("new",)``: ``None`` / ``np.newaxis``;
-- ``("array", ref)``: an integer or boolean array (advanced indexing).
+- ``("array", ref)``: an integer or boolean array (advanced indexing);
+- ``("ellipsis",)``: an Ellipsis that stands for no dimension at all. numpy still counts it as separating
+  advanced indices (``x[:, 0, ..., mask]`` puts the advanced dimensions first), so it is kept.
 
-Ellipsis is expanded by the frontend, which knows the rank.
+Ellipsis is otherwise expanded by the frontend, which knows the rank.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import build as b_
 from ..errors import GraphIndexError, GraphTypeError, GraphValueError
-from ..optable import defop
+from ..graph import const_value
+from ..optable import OPS, defop
 from ..types import TensorType, broadcast_shapes, shape_str
-from .inference import check_index_in_range, static_int
+from .inference import DtypeOverflowError, check_index_in_range, static_int
 
 
 def is_ref(v) -> bool:
@@ -26,7 +30,7 @@ def is_ref(v) -> bool:
 
 
 def _consumed(entry, idx_nodes) -> int:
-    if entry[0] == "new":
+    if entry[0] in ("new", "ellipsis"):
         return 0
     if entry[0] == "array":
         node = idx_nodes[entry[1][1]]
@@ -62,6 +66,9 @@ def indexed_shape(x_shape, spec, idx_nodes) -> tuple:
         if kind == "new":
             pieces.append((False, (1,)))
             continue
+        if kind == "ellipsis":
+            pieces.append((False, ()))
+            continue
         if kind == "int":
             dim = x_shape[axis]
             value = _literal(entry[1], idx_nodes)
@@ -91,9 +98,14 @@ def indexed_shape(x_shape, spec, idx_nodes) -> tuple:
                         f"boolean index of shape {shape_str(node.shape)} does not match the indexed "
                         f"dimensions {shape_str(dims)}"
                     )
-            adv_shapes.append((None,))
+            mask = const_value(node)  # a constant mask selects a known number of elements
+            adv_shapes.append((None,) if mask is None else (int(np.count_nonzero(mask)),))
             axis += node.ndim
         else:
+            values = const_value(node)  # constant index arrays are checked against a known dimension now
+            if values is not None and values.size:
+                check_index_in_range(int(values.min()), x_shape[axis], axis)
+                check_index_in_range(int(values.max()), x_shape[axis], axis)
             adv_shapes.append(node.shape)
             axis += 1
         pieces.append((True, None))
@@ -127,6 +139,8 @@ def numpy_index(spec, values) -> tuple:
             out.append(slice(*(lit(v) for v in entry[1:])))
         elif kind == "new":
             out.append(None)
+        elif kind == "ellipsis":
+            out.append(Ellipsis)
         else:
             out.append(np.asarray(values[entry[1][1]]))
     return tuple(out)
@@ -169,13 +183,28 @@ def _setitem_infer(inputs, attrs):
         )
     broadcast_shapes(target, y.shape, where=" (indexed region and assigned value)")
     merged = broadcast_shapes(target, y.shape)
-    if any(t is not None and m != t for t, m in zip(target, merged)):
+    # y may not grow the region (a region dim of 1 with a y dim > 1); an unknown y dim may be 1 at run time
+    if any(t is not None and m is not None and m != t for t, m in zip(target, merged[len(merged) - len(target) :])):
         raise GraphValueError(
             f"value of shape {shape_str(y.shape)} does not fit the indexed region of shape {shape_str(target)}"
         )
-    if not np.can_cast(y.type.np_dtype, x.type.np_dtype, "same_kind"):
+    if y.op == "constant" and y.attrs.get("weak"):
+        _check_weak_fits(y.attrs["value"].value.item(), x.type.np_dtype)
+    elif not np.can_cast(y.type.np_dtype, x.type.np_dtype, "same_kind"):
         raise GraphTypeError(f"cannot assign {y.dtype} values into a {x.dtype} tensor (would lose data)")
     return x.type
+
+
+def _check_weak_fits(value, dtype: np.dtype) -> None:
+    """A Python scalar assigned into a tensor: any number into floats; into integers or bool only exactly."""
+    if dtype.kind == "f":
+        return
+    if isinstance(value, float):
+        raise GraphTypeError(f"cannot assign the Python float {value!r} into a {dtype.name} tensor (would lose data)")
+    with np.errstate(all="ignore"):
+        fits = np.array(value).astype(dtype) == value
+    if not fits:
+        raise DtypeOverflowError(f"Python integer {value!r} is out of bounds for {dtype.name}")
 
 
 def _for_ufunc_at(index: tuple) -> tuple:
@@ -202,3 +231,30 @@ def _setitem_impl(attrs, x, y, *idx):
 # setitem(x, y, *index_inputs, index=..., mode='set'|'inc'): a copy of x with x[index] set to (or
 # incremented by) y. Backs set_subtensor and inc_subtensor.
 defop("setitem", (2, None), _setitem_infer, _setitem_impl, "index", normalize=_normalize(2))
+
+
+# --- gradients --------------------------------------------------------------------------------------------------
+def _has_array(spec) -> bool:
+    return any(e[0] == "array" for e in spec)
+
+
+def _d_getitem(node, g):
+    # scatter g into zeros; with index arrays, repeated indices accumulate (mode 'inc' is np.add.at)
+    x, *idx = node.inputs
+    spec = node.attrs["index"]
+    mode = "inc" if _has_array(spec) else "set"
+    return [b_.ap("setitem", b_.zeros_like(x, g.dtype), g, *idx, index=spec, mode=mode)] + [None] * len(idx)
+
+
+def _d_setitem(node, g):
+    # x's overwritten elements get nothing ('set'); y gets the cotangent of the region it lands in, summed
+    # over the axes along which it was broadcast into that region
+    x, y, *idx = node.inputs
+    spec = node.attrs["index"]
+    gx = g if node.attrs["mode"] == "inc" else b_.ap("setitem", g, 0.0, *idx, index=spec, mode="set")
+    gy = b_.unbroadcast(b_.ap("getitem", g, *idx, index=spec), y)
+    return [gx, gy] + [None] * len(idx)
+
+
+OPS["getitem"].grad = _d_getitem
+OPS["setitem"].grad = _d_setitem

@@ -14,6 +14,10 @@ from ..errors import GraphIndexError, GraphTypeError, GraphValueError
 from ..graph import Node, const_value
 
 
+class DtypeOverflowError(GraphTypeError, OverflowError):
+    """A Python integer that does not fit the other operand's dtype (NEP 50): numpy's OverflowError."""
+
+
 def dummy(node: Node, ndim: int | None = None):
     """A stand-in value with ``node``'s dtype: its Python value if it is a weak constant, else ones."""
     if node.op == "constant" and node.attrs.get("weak"):
@@ -39,7 +43,9 @@ def result_dtype(fn, inputs, attrs=None, ndim0: bool = True) -> str:
     try:
         with np.errstate(all="ignore"):
             out = fn(*args) if attrs is None else fn(attrs, *args)
-    except (TypeError, OverflowError) as exc:
+    except OverflowError as exc:  # int8 tensor + 300: numpy raises OverflowError, and so do we
+        raise DtypeOverflowError(str(exc)) from None
+    except TypeError as exc:
         raise GraphTypeError(str(exc)) from None
     name = np.asarray(out).dtype.name
     _DTYPE_CACHE[key] = name
@@ -78,7 +84,7 @@ def static_int(node: Node) -> int | None:
     value = const_value(node)
     if value is not None:
         return int(value)
-    if node.op == "getitem" and node.inputs[0].op == "shape" and len(node.inputs) == 1:
+    if node.op == "getitem" and node.inputs[0].op == "shape" and len(node.attrs["index"]) == 1:
         (entry,) = node.attrs["index"]
         if entry[0] == "int" and isinstance(entry[1], int):
             return node.inputs[0].inputs[0].shape[entry[1]]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import build as b_
 from ..errors import GraphTypeError, GraphValueError
-from ..optable import defop
+from ..optable import OPS, defop
 from ..types import TensorType, broadcast_shapes, shape_str
 from .inference import normalize_axis, result_dtype
 
@@ -91,3 +92,54 @@ defop(
     "linalg",
     normalize=_tensordot_normalize,
 )
+
+
+# --- gradients --------------------------------------------------------------------------------------------------
+def tensordot_grads(a, b, axes, g) -> list:
+    """Cotangents of ``tensordot(a, b, axes)`` given ``g``: each is ``g`` contracted with the other operand over
+    the other's free axes, then transposed back into the operand's axis order."""
+    xa, xb = axes
+    free_a = [i for i in range(a.ndim) if i not in xa]
+    free_b = [j for j in range(b.ndim) if j not in xb]
+    n_a = len(free_a)
+    # g's axes are free_a then free_b
+    ga = b_.ap("tensordot", g, b, axes=(tuple(range(n_a, g.ndim)), tuple(free_b)))
+    pairs_b = sorted(zip(xb, xa))  # ga's trailing axes: b's remaining axes in b's order, each paired with a's
+    ga_axes = free_a + [i for _, i in pairs_b]
+    gb = b_.ap("tensordot", a, g, axes=(tuple(free_a), tuple(range(n_a))))
+    pairs_a = sorted(zip(xa, xb))
+    gb_axes = [j for _, j in pairs_a] + free_b
+    return [b_.dimshuffle(ga, [ga_axes.index(i) for i in range(a.ndim)]),
+            b_.dimshuffle(gb, [gb_axes.index(j) for j in range(b.ndim)])]  # fmt: skip
+
+
+def _d_dot(node, g):
+    a, b = node.inputs
+    if a.ndim == 0 or b.ndim == 0:  # a scalar factor: dot is an elementwise product
+        return [b_.unbroadcast(b_.mul(g, b), a), b_.unbroadcast(b_.mul(g, a), b)]
+    # np.dot contracts a's last axis with b's second-to-last (its only one for a vector): a tensordot
+    return tensordot_grads(a, b, ((a.ndim - 1,), (max(b.ndim - 2, 0),)), g)
+
+
+def _d_matmul(node, g):
+    # vectors are promoted to matrices as matmul does (a: 1 x k, b: k x 1), the batch axes broadcast
+    a, b = node.inputs
+    ma = a if a.ndim >= 2 else b_.dimshuffle(a, ("x", 0))
+    mb = b if b.ndim >= 2 else b_.dimshuffle(b, (0, "x"))
+    mg = g
+    if a.ndim == 1:
+        mg = b_.dimshuffle(mg, [*range(mg.ndim - (b.ndim >= 2)), "x", *range(mg.ndim - (b.ndim >= 2), mg.ndim)])
+    if b.ndim == 1:
+        mg = b_.dimshuffle(mg, [*range(mg.ndim), "x"])
+    ga = b_.unbroadcast(b_.ap("matmul", mg, b_.swap_last2(mb)), ma)
+    gb = b_.unbroadcast(b_.ap("matmul", b_.swap_last2(ma), mg), mb)
+    if a.ndim == 1:
+        ga = b_.dimshuffle(ga, (1,))
+    if b.ndim == 1:
+        gb = b_.dimshuffle(gb, (0,))
+    return [ga, gb]
+
+
+OPS["dot"].grad = _d_dot
+OPS["matmul"].grad = _d_matmul
+OPS["tensordot"].grad = lambda node, g: tensordot_grads(*node.inputs, node.attrs["axes"], g)

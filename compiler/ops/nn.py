@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..optable import defop
+from .. import build as b_
+from ..optable import OPS, defop
 from ..types import TensorType
 from .elementwise import float_dtype
 from .inference import normalize_axis
@@ -47,3 +48,20 @@ for _name, _fn in (("softmax", softmax), ("log_softmax", log_softmax)):
         normalize=_normalize,
         numpy=_fn,
     )
+
+
+# --- gradients --------------------------------------------------------------------------------------------------
+def _d_softmax(node, g):
+    # d softmax: z * (g - sum(g * z)) along the axis
+    axis = node.attrs["axis"]
+    return [b_.mul(node, b_.sub(g, b_.total(b_.mul(g, node), axis=axis, keepdims=True)))]
+
+
+def _d_log_softmax(node, g):
+    # d log_softmax: g - softmax * sum(g) along the axis
+    axis = node.attrs["axis"]
+    return [b_.sub(g, b_.mul(b_.exp(node), b_.total(g, axis=axis, keepdims=True)))]
+
+
+OPS["softmax"].grad = _d_softmax
+OPS["log_softmax"].grad = _d_log_softmax

@@ -10,8 +10,11 @@ import math
 
 import numpy as np
 
+from .. import build as b_
+from ..build import DISCONNECTED, NO_GRAD
 from ..errors import GraphTypeError, GraphValueError
-from ..optable import defop
+from ..graph import Node, const_value
+from ..optable import OPS, defop
 from ..types import TensorType, shape_str
 from .inference import check_int_scalar, normalize_axis, result_dtype, static_int, static_int_vector
 
@@ -192,6 +195,8 @@ def _arange_infer(inputs, attrs):
     for node, what in zip(inputs, ("start", "stop", "step")):
         if node.ndim != 0:
             raise GraphTypeError(f"arange {what} must be a scalar, got {node.type.short()}")
+    if const_value(inputs[2]) is not None and const_value(inputs[2]) == 0:
+        raise GraphValueError("arange step must not be zero")
     values = [static_int(i) if i.type.np_dtype.kind in "iub" else None for i in inputs]
     length = None
     if None not in values:
@@ -203,7 +208,50 @@ def _arange_infer(inputs, attrs):
 
 
 def _arange_impl(attrs, start, stop, step):
-    return np.arange(start.item() if np.ndim(start) == 0 else start, stop, step, dtype=attrs["dtype"])
+    # weak constants arrive as Python scalars, other bounds as 0-d arrays: np.arange wants plain numbers
+    return np.arange(*(np.asarray(v).item() for v in (start, stop, step)), dtype=attrs["dtype"])
 
 
 defop("arange", 3, _arange_infer, _arange_impl, "create")
+
+
+# --- gradients: rule(node, g) -> one gradient per input (None: none) -------------------------------------------
+def _d_dimshuffle(node, g):
+    # the inverse shuffle: put each input axis back from where it went; dropped axes (size 1) come back as 'x'
+    order = node.attrs["new_order"]
+    return [b_.dimshuffle(g, [order.index(d) if d in order else "x" for d in range(node.inputs[0].ndim)])]
+
+
+def _d_concatenate(node, g):
+    axis = node.attrs["axis"]
+    grads, start = [], 0
+    for x in node.inputs:
+        size = x.shape[axis] if x.shape[axis] is not None else b_.shape_entry(x, axis)
+        stop = b_.add(start, size) if isinstance(start, Node) or isinstance(size, Node) else start + size
+        grads.append(_slice_axis(g, axis, start, stop))
+        start = stop
+    return grads
+
+
+def _slice_axis(x, axis, start, stop):
+    """``x[..., start:stop, ...]`` along ``axis``; bounds are ints or integer scalar nodes."""
+    refs = [b for b in (start, stop) if isinstance(b, Node)]
+    bounds = [("in", refs.index(b)) if isinstance(b, Node) else b for b in (start, stop)]
+    entry = ("slice", bounds[0], bounds[1], None)
+    index = (("slice", None, None, None),) * axis + (entry,)
+    return b_.ap("getitem", x, *refs, index=index)
+
+
+def _d_stack(node, g):
+    axis = node.attrs["axis"]
+    return [b_.ap("getitem", g, index=(("slice", None, None, None),) * axis + (("int", i),))
+            for i in range(len(node.inputs))]  # fmt: skip
+
+
+OPS["shape"].grad = DISCONNECTED  # a shape does not depend on the values
+OPS["reshape"].grad = lambda node, g: [b_.ap("reshape", g, b_.shape_of(node.inputs[0])), None]
+OPS["dimshuffle"].grad = _d_dimshuffle
+OPS["concatenate"].grad = _d_concatenate
+OPS["stack"].grad = _d_stack
+OPS["alloc"].grad = lambda node, g: [b_.unbroadcast(g, node.inputs[0])] + [None] * (len(node.inputs) - 1)
+OPS["arange"].grad = NO_GRAD
