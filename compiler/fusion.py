@@ -134,7 +134,7 @@ def _build(root: Node, members: list[Node], memo: dict) -> Node | None:
             slot[id(i)] = len(inputs)
             inputs.append(i)
     n = len(inputs)
-    steps, dtypes = [], [i.dtype for i in inputs]
+    steps, dtypes, sources = [], [i.dtype for i in inputs], []
     index = dict(slot)
     for m in elems:
         for i in m.inputs:
@@ -143,10 +143,12 @@ def _build(root: Node, members: list[Node], memo: dict) -> Node | None:
                 index[id(i)] = n + len(steps)
                 steps.append(("constant", (), attrs))
                 dtypes.append(i.dtype)
+                sources.append(i.source)
         index[id(m)] = n + len(steps)
         steps.append((m.op, tuple(index[id(i)] for i in m.inputs), tuple(sorted(m.attrs.items()))))
         dtypes.append(m.dtype)
-    inner = Composite(n, tuple(steps), tuple(dtypes))
+        sources.append(m.source)
+    inner = Composite(n, tuple(steps), tuple(dtypes), tuple(sources))
     new_inputs = [memo[id(i)] for i in inputs]
     try:
         if reduce_root:

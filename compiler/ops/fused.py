@@ -12,14 +12,14 @@ fused node computes exactly what the unfused nodes did (values and dtypes).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import GraphTypeError
+from ..errors import GraphTypeError, with_context
 from ..exprtext import ATOM, op_text
 from ..optable import OPS, defop
-from ..types import TensorType, broadcast_shapes
+from ..types import TensorType, broadcast_shapes, shape_str
 from .inference import normalize_axis
 from .reductions import reduced_shape
 
@@ -33,11 +33,14 @@ class Composite:
       ``("constant", (), (("value", ConstValue), ("weak", bool)))`` is an inlined scalar constant; a weak one
       is a Python number that adopts the other operand's dtype, as in numpy.
     - ``dtypes``: the dtype of every value (inputs, then steps); the last step is the result.
+    - ``sources``: the user's source line of each step's original node, for run-time errors; not part of the
+      expression's identity (two equal expressions built on different lines are the same composite).
     """
 
     n_inputs: int
     steps: tuple
     dtypes: tuple
+    sources: tuple = field(default=(), compare=False)
 
     @property
     def dtype(self) -> str:
@@ -58,13 +61,19 @@ class Composite:
     def evaluate(self, *arrays) -> np.ndarray:
         """The numpy value: each step through its op's numpy reference (the interpreter's semantics)."""
         env = list(arrays)
-        for op, args, attrs in self.steps:
+        for k, (op, args, attrs) in enumerate(self.steps):
             if op == "constant":
                 fields = dict(attrs)
                 value = fields["value"].value
                 env.append(value.item() if fields["weak"] else value)
-            else:
-                env.append(np.asarray(OPS[op].impl(dict(attrs), *(env[a] for a in args))))
+                continue
+            values = [env[a] for a in args]
+            try:
+                env.append(np.asarray(OPS[op].impl(dict(attrs), *values)))
+            except (ValueError, IndexError, TypeError, ZeroDivisionError, OverflowError) as exc:
+                shapes = ", ".join(shape_str(np.shape(v)) for v in values)
+                where = self.sources[k] if k < len(self.sources) else "<unknown>"
+                raise with_context(exc, f"{op} (created at {where}) on inputs of shapes {shapes}") from None
         return np.asarray(env[-1])
 
     def __repr__(self) -> str:
