@@ -1,0 +1,1 @@
+"""LLVM code generation: the llvmlite gate (target.py) and the vectorizable math library (mathlib.py)."""
