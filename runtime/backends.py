@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from .interpreter import NumpyProgram
 
-BACKENDS = {"numpy": NumpyProgram}
+
+def _cpu_program(inputs, outputs):
+    # imported on first use: loading llvmlite's binding costs ~100 ms, which numpy-backend users need not pay
+    from .cpu_backend import CpuProgram  # noqa: PLC0415
+
+    return CpuProgram(inputs, outputs)
+
+
+BACKENDS = {"numpy": NumpyProgram, "cpu": _cpu_program}
 DEFAULT_BACKEND = "numpy"
 
 
