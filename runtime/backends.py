@@ -13,7 +13,7 @@ def _cpu_program(inputs, outputs):
 
 
 BACKENDS = {"numpy": NumpyProgram, "cpu": _cpu_program}
-DEFAULT_BACKEND = "numpy"
+DEFAULT_BACKEND = "cpu"
 
 
 def get_backend(name: str | None):
