@@ -22,7 +22,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check frontend compiler runtime tests examples bench
 	$(BIN)/ruff format --check frontend compiler runtime tests examples bench
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
