@@ -49,6 +49,8 @@ def grad_nodes(
     variable's dtype and shape.
     """
     seeds: list[tuple[Node, Node]] = []
+    if cost is not None and not known_grads and all(n.is_leaf for n in [*wrt, *(consider_constant or ())]):
+        cost = stable_form(cost)
     if cost is not None:
         seeds.append((cost, constant_node(np.ones((), dtype=cost.dtype))))
     for node, g in (known_grads or {}).items():
@@ -107,6 +109,24 @@ def grad_nodes(
         g = cotangent(w)
         out.append(zeros_like(w) if g is None else g)
     return out
+
+
+def stable_form(cost: Node) -> Node:
+    """``cost`` with the stabilizing rewrites applied before it is differentiated, so that the gradient is the
+    derivative of the stable form (``log(sigmoid(z))`` -> ``-softplus(-z)`` differentiates to ``sigmoid(-z)``,
+    finite everywhere, where the naive chain divides by a sigmoid that underflows to 0). The optimizer rewrites
+    the forward graph the same way, so both share their nodes after merging.
+
+    >>> from sympile.compiler.graph import input_node, make_node
+    >>> z = input_node("float64", ())
+    >>> stable_form(make_node("log", [make_node("sigmoid", [z])])).op
+    'neg'
+    """
+    from .rewrite import rewrite_graph  # the rule modules import the op table, which imports this package's ops
+    from .rules import canonicalize, stabilize
+
+    rules = stabilize.RULES + [r for r in canonicalize.RULES if r.name in ("sub_neg", "neg_neg")]
+    return rewrite_graph([cost], rules)[0]
 
 
 def _depends_on(order: list, wrt: Sequence[Node], blocked: set) -> set:

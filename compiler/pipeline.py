@@ -22,6 +22,7 @@ from .graph import Node, toposort
 from .rewrite import Rewrite, RuleSet, rebuild_fast, rewrite_graph
 from .rules import canonicalize as _canonicalize
 from .rules import fold as _fold
+from .rules import shapes as _shapes
 from .rules import specialize as _specialize
 from .rules import stabilize as _stabilize
 
@@ -39,8 +40,8 @@ def merge(outputs: list[Node]) -> list[Node]:
 
 
 FOLD = RuleSet(_fold.RULES)
-CANONICALIZE = RuleSet(_fold.RULES + _canonicalize.RULES)
-STABILIZE = RuleSet(_stabilize.RULES + _canonicalize.RULES + _fold.RULES)
+CANONICALIZE = RuleSet(_fold.RULES + _shapes.RULES + _canonicalize.RULES)
+STABILIZE = RuleSet(_stabilize.RULES + _canonicalize.RULES + _shapes.RULES + _fold.RULES)
 SPECIALIZE = RuleSet(_specialize.RULES + _fold.RULES)
 
 # A pass takes the output nodes and the rewrite log, and returns new output nodes.

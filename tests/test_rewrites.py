@@ -72,6 +72,7 @@ CASES = [
     ("reshape_reshape", lambda x: x.reshape((-1,)).reshape((4, 3)), [MAT], True, "reshape", None),
     ("reshape_noop", lambda x: st.exp(x.reshape((3, 4))), [MAT], True, "exp", "reshape"),
     ("log_exp", lambda x: st.log(st.exp(x)), [MAT], False, None, "log"),
+    ("sub_neg", lambda x, v: -x - v, [MAT, VEC], False, None, "sub"),
     ("sum_of_alloc", lambda v: st.sum(st.alloc(v.sum(), 3, 4)), [VEC], False, None, "alloc"),
     ("sum_of_alloc", lambda v: st.sum(st.alloc(v.sum(), 3, v.shape[0]), axis=1), [VEC], False, "alloc", None),
     ("sum_of_alloc", lambda v: st.sum(st.alloc(v.sum(), 2, 5), axis=0, keepdims=True), [VEC], False, None, None),

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import build as b_
 from ..build import NO_GRAD
+from ..graph import const_value, constant_node
 from ..optable import OPS, defop
 from ..types import TensorType, broadcast_shapes
 from .inference import result_dtype
@@ -230,7 +231,16 @@ def _d_clip(g, z, x, lo, hi):
 
 def _d_pow(g, z, a, b):
     # d/db a**b = a**b log(a): only defined for a > 0 (a**b with a <= 0 is real only for integer b)
-    return b_.mul(g, b_.mul(b, b_.pow_(a, b_.sub(b, 1)))), b_.mul(g, b_.mul(z, b_.log(a)))
+    return b_.mul(g, b_.mul(b, b_.pow_(a, _minus_one(b)))), b_.mul(g, b_.mul(z, b_.log(a)))
+
+
+def _minus_one(b):
+    """``b - 1``; for a constant exponent a constant of the same weakness, so ``x**2`` of a float32 x has a
+    float32 gradient (a computed ``2 - 1`` would be a strong int64 tensor and promote it to float64)."""
+    value = const_value(b)
+    if value is None:
+        return b_.sub(b, 1)
+    return constant_node(np.asarray(value - 1, dtype=b.dtype), weak=bool(b.attrs.get("weak")))
 
 
 def _d_arctan2(g, z, y, x):

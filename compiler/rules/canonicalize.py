@@ -76,6 +76,11 @@ def _sum_of_alloc(n: Node, a: Node) -> Node | None:
     return mk("alloc", total, *rest, at=n) if rest else total
 
 
+def _sub_neg(n: Node, a: Node, b: Node) -> Node | None:
+    inner = mk("add", a, b, at=n)
+    return mk("neg", inner, at=n) if inner.dtype == n.dtype else None
+
+
 def _log_exp(n: Node, x: Node) -> Node | None:
     return x if same_type(n, x) else None
 
@@ -97,6 +102,8 @@ RULES = [
     Rule("gradient_marker", P(("zero_grad", "disconnected_grad"), _x), lambda x: x),
     # -(-x) -> x
     Rule("neg_neg", P("neg", P("neg", _x)), lambda x: x),
+    # (-a)-b -> -(a+b)   (exact in IEEE arithmetic; exposes exp(-x-b) as exp(-(x+b)) to the sigmoid rule)
+    Rule("sub_neg", P("sub", P("neg", P.var("a")), P.var("b"), name="n"), _sub_neg),
     # dimshuffle(dimshuffle(x)) -> dimshuffle(x)   (or x when the two cancel: x.T.T -> x)
     Rule(
         "dimshuffle_dimshuffle",
