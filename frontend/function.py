@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+
 from sympile.compiler.errors import GraphTypeError, GraphValueError
 from sympile.compiler.graph import Node, leaves, substitute
 from sympile.compiler.pipeline import optimize as optimize_graph
@@ -42,7 +43,7 @@ class Function:
     """A compiled function. Call it with positional arguments or by input name.
 
     Attributes: ``inputs``, ``outputs`` (the user's variables), ``graph`` (the optimized output nodes, update
-    expressions last), ``backend``, ``rewrites`` (what the optimizer did).
+    expressions last), ``backend``, ``rewrites`` (what the optimizer did), ``kernels`` (the compiled kernels).
     """
 
     def __init__(self, inputs, outputs, updates=None, givens=None, backend=None, optimize=True,
@@ -73,6 +74,14 @@ class Function:
         for i, v in enumerate(self.inputs):
             if v.name:
                 self._names.setdefault(v.name, []).append(i)
+        self._n_inputs = len(self.inputs)
+        # per input, the (dtype, rank) an ndarray must have to be taken as it is (None: static dimensions to check)
+        types = [v.node.type for v in self.inputs]
+        self._exact = [None if any(d is not None for d in t.shape) else (t.np_dtype, t.ndim) for t in types]
+        # the program's direct entry (one kernel, see CpuProgram.fast), where calls need no other work
+        fast = getattr(self.program, "fast", None)
+        self._fast = fast if not self.update_targets and None not in self._exact else None
+        self._fast_exact = getattr(self.program, "fast_exact", None) if self._fast is not None else None
 
     # --- building -------------------------------------------------------------------------------------------
     @staticmethod
@@ -169,7 +178,10 @@ class Function:
                 raise TypeError(f"input {slots[0]} ({key!r}) is given twice")
             values[slots[0]] = value
         out = []
-        for i, (value, var) in enumerate(zip(values, self.inputs)):
+        for i, (value, var, exact) in enumerate(zip(values, self.inputs, self._exact)):
+            if exact is not None and type(value) is np.ndarray and value.dtype is exact[0] and value.ndim == exact[1]:
+                out.append(value)  # already what convert_argument would return
+                continue
             label = _input_label(i, var.node)
             if value is _MISSING:
                 raise TypeError(f"missing argument for {label} of type {var.type.short()}")
@@ -177,7 +189,24 @@ class Function:
         return out
 
     def __call__(self, *args, **kwargs):
+        fast = self._fast
+        if fast is not None and not kwargs and len(args) == self._n_inputs:
+            # arrays of exactly the input types need no conversion, and the fresh result no aliasing check
+            exact = self._fast_exact
+            if exact is not None:  # the program checks the arguments itself
+                out = exact(args)
+                if out is not None:
+                    return out if self.single else [out]
+            for a, (dtype, ndim) in zip(args, self._exact):
+                if type(a) is not np.ndarray or a.dtype is not dtype or a.ndim != ndim:
+                    break
+            else:
+                out = fast(args)
+                return out if self.single else [out]
         values = self._bind(args, kwargs)
+        if fast is not None:  # converted values are of exactly the input types too
+            out = fast(values)
+            return out if self.single else [out]
         shared_values = [s.value for s in self._shared]
         raw = self.program.run(values, shared_values)
         guard, results = values + shared_values, []
@@ -189,6 +218,12 @@ class Function:
             storage.value = new  # all computed before any is applied: a failed call changes nothing
         outs = results[: self.n_outputs]
         return outs[0] if self.single else outs
+
+    @property
+    def kernels(self) -> list:
+        """The compiled kernels, each with ``.name``, ``.llvm_ir`` (optimized IR) and ``.asm``; empty where the
+        backend compiles none (the numpy backend, or a graph whose ops all run through numpy)."""
+        return list(getattr(self.program, "kernels", []))
 
     def __repr__(self):
         ins = ", ".join(v.name or "?" for v in self.inputs)

@@ -12,8 +12,6 @@ add [id A] <float64[?]>
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 
 from sympile.compiler.graph import Node, toposort
@@ -166,6 +164,9 @@ def pydotprint(obj, outfile: str | None = None, format: str = "dot") -> str:  # 
         with open(outfile, "w") as fh:
             fh.write(text)
         return outfile
+    import shutil  # noqa: PLC0415  (with subprocess, ~5 ms that `import sympile` need not pay)
+    import subprocess  # noqa: PLC0415
+
     exe = shutil.which("dot")
     if exe is None:
         raise RuntimeError(

@@ -25,7 +25,6 @@ import functools
 import hashlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +33,7 @@ from sympile.compiler.errors import GraphValueError
 from sympile.compiler.graph import Node, canonical_text, toposort
 from sympile.compiler.llvm import target as llvm_target
 from sympile.compiler.llvm.kernels import KernelSpec, build_module, lowerable
+from sympile.compiler.llvm.rows import ROW_DTYPES, ROW_OPS
 from sympile.compiler.ops.fused import FUSIBLE_REDUCTIONS, Composite
 from sympile.compiler.optable import OPS
 from sympile.compiler.types import broadcast_shapes, shape_str
@@ -43,12 +43,18 @@ from .interpreter import leaf_value, run_node
 
 #: bump when the generated code changes, so stale cached objects are never loaded
 CODEGEN_VERSION = "cpu-kernels-1"
-#: reductions with a native kernel (``var``, ``std`` and ``logsumexp`` run through numpy)
+#: reductions with a native kernel (``var``, ``std`` and ``logsumexp`` have row kernels: rows.py)
 NATIVE_REDUCTIONS = (*FUSIBLE_REDUCTIONS, "argmax", "argmin")
+#: a reduction over leading axes keeping at least this many contiguous columns adds whole rows (kernels.py ``_o``)
+OUTER_MIN_COLUMNS = 16
 #: below this many elements a kernel runs on the calling thread (a thread hand-off costs ~10-50 us)
 PARALLEL_MIN_ELEMENTS = 1 << 16
 
 _KERNEL_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+#: the same entry called without releasing the GIL: 0.4 us a call instead of 0.8, for kernels that finish at once
+_SMALL_KERNEL_FN = ctypes.PYFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+#: below this many elements a kernel keeps the GIL (a few microseconds at most; releasing it costs more)
+SMALL_ELEMENTS = 1 << 12
 _LIBRARIES = MemoryCache()
 
 
@@ -67,13 +73,16 @@ def _parse_threads(value: str | None) -> int:
 
 
 _pool_lock = threading.Lock()
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict = {}
 
 
-def _pool(n: int) -> ThreadPoolExecutor:
+def _pool(n: int):
+    """The ThreadPoolExecutor with ``n`` workers (concurrent.futures loads on first use: ~4 ms at start-up)."""
     with _pool_lock:
         pool = _pools.get(n)
         if pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
             pool = _pools[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="sympile")
         return pool
 
@@ -131,6 +140,7 @@ class _Library:
 
     jit: object
     functions: dict
+    small: dict = dataclasses.field(default_factory=dict)  # the entries as _SMALL_KERNEL_FN
 
 
 @functools.cache
@@ -165,7 +175,9 @@ def _versions() -> dict:
 @functools.cache
 def _target_fields() -> dict:
     triple, cpu, features = llvm_target.target_key()
-    return {"triple": triple, "cpu": cpu, "features": features, "codegen": codegen_fingerprint()}
+    # the array-object entries (entries.py) read numpy's data pointer at this offset: it is part of the code
+    return {"triple": triple, "cpu": cpu, "features": features, "codegen": codegen_fingerprint(),
+            "array_data_offset": str(_DATA_OFFSET)}  # fmt: skip
 
 
 def _compile(specs: list[KernelSpec], key_text: str) -> _Library:
@@ -175,14 +187,25 @@ def _compile(specs: list[KernelSpec], key_text: str) -> _Library:
     if lib is not None:
         return lib
 
+    # elementwise kernels also get an entry taking array objects (entries.py): the short per-call path
+    object_entries = [f"{s.name}_a" for s in specs if not s.reduce] if _DATA_OFFSET is not None else []
+
     def build() -> bytes:
-        mod = llvm_target.parse_and_verify(str(build_module(specs)))
+        module = build_module(specs)
+        if object_entries:
+            from sympile.compiler.llvm.entries import add_object_entries  # noqa: PLC0415
+
+            add_object_entries(module, specs, _DATA_OFFSET)
+        mod = llvm_target.parse_and_verify(str(module))
         return llvm_target.emit_object(llvm_target.optimize(mod))
 
     obj = default_disk_cache().get_or_build(cache_key(key_text, target, _versions()), build)
-    symbols = [s for spec in specs for s in spec.symbols]
+    symbols = [s for spec in specs for s in spec.symbols] + object_entries
     jit = llvm_target.load_object(obj, symbols)
-    lib = _Library(jit, {s: _KERNEL_FN(jit.address(s)) for s in symbols})
+    addresses = {s: jit.address(s) for s in symbols}
+    lib = _Library(
+        jit, {s: _KERNEL_FN(a) for s, a in addresses.items()}, {s: _SMALL_KERNEL_FN(a) for s, a in addresses.items()}
+    )
     _LIBRARIES.put(mkey, lib)
     return lib
 
@@ -219,8 +242,30 @@ def composite_of(node: Node) -> tuple[Composite, list[Node]] | None:
     return (inner, inputs) if lowerable(inner) else None
 
 
+def program_specs(inputs: list[Node], outputs: list[Node]) -> list[KernelSpec]:
+    """The kernels CpuProgram compiles for a graph, named as it names them, without compiling anything.
+
+    >>> from sympile.compiler.graph import input_node, make_node
+    >>> x = input_node("float64", (None,), name="x")
+    >>> [s.name[-3:] for s in program_specs([x], [make_node("exp", [x])])]
+    ['_k0']
+    """
+    specs: list[KernelSpec] = []
+    for node in toposort(outputs):
+        found = None if node.is_leaf else kernel_spec(node, f"k{len(specs)}")
+        if found is not None:
+            specs.append(found[0])
+    if not specs:
+        return []
+    key_text = canonical_text(list(outputs), list(inputs))
+    prefix = "sp" + hashlib.blake2b(key_text.encode(), digest_size=6).hexdigest() + "_"
+    return [dataclasses.replace(s, name=prefix + s.name) for s in specs]
+
+
 def kernel_spec(node: Node, name: str) -> tuple[KernelSpec, list[Node]] | None:
     """The kernel for ``node`` (elementwise, fused, or a reduction with its fused producers), or ``None``."""
+    if node.op in ROW_OPS:
+        return row_spec(node, name)
     found = composite_of(node)
     if found is None:
         return None
@@ -236,6 +281,118 @@ def kernel_spec(node: Node, name: str) -> tuple[KernelSpec, list[Node]] | None:
     return KernelSpec(name, inner, scalar, ndim, reduce, axes, node.dtype), reads
 
 
+def row_spec(node: Node, name: str) -> tuple[KernelSpec, list[Node]] | None:
+    """The row kernel (compiler/llvm/rows.py) for softmax, log_softmax, logsumexp, var or std on float32/float64
+    input; ``None`` (numpy runs it) for other dtypes."""
+    (x,) = node.inputs
+    if x.dtype not in ROW_DTYPES or node.dtype != x.dtype:
+        return None
+    axis = node.attrs.get("axis")
+    if axis is None:
+        axes = tuple(range(x.ndim))
+    else:
+        axes = tuple(sorted(axis)) if isinstance(axis, tuple) else (axis,)
+    inner = Composite(1, (), (x.dtype,))
+    spec = KernelSpec(name, inner, (False,), x.ndim, node.op, axes, node.dtype, node.attrs.get("ddof", 0))
+    return spec, [x]
+
+
+class _RowStep:
+    """Runs one row kernel: the reduced axes moved last (a copy where they are not C-contiguous then), the rows
+    split across threads."""
+
+    def __init__(self, node: Node, inputs: list[Node], spec: KernelSpec, lib: _Library):
+        self.node = node
+        self.inputs = inputs
+        self.spec = spec
+        self.dtype = np.dtype(spec.out_dtype)
+        self.fn = lib.functions[f"{spec.name}_row"]
+        self.same_shape = ROW_OPS[spec.reduce]
+        self.keepdims = node.attrs.get("keepdims", False)
+
+    def run(self, env: dict):
+        x = _operand(env[id(self.inputs[0])])
+        if x.size == 0:
+            with np.errstate(all="ignore"):  # numpy's values (nan for an empty var) or its error
+                return run_node(self.node, [x])
+        axes = self.spec.axes
+        nd = x.ndim
+        perm = [d for d in range(nd) if d not in axes] + list(axes)
+        moved = x if perm == sorted(perm) else x.transpose(perm)
+        if not moved.flags.c_contiguous:
+            moved = np.ascontiguousarray(moved)  # (never on a 0-d array: it would come back 1-d)
+        cols = 1
+        for d in axes:
+            cols *= x.shape[d]
+        rows = x.size // cols
+        if self.same_shape:
+            out = np.empty(moved.shape, self.dtype)
+            result = out if perm == sorted(perm) else out.transpose(np.argsort(perm))
+        else:
+            out = np.empty(rows, self.dtype)
+            shape = [1 if d in axes else x.shape[d] for d in range(nd) if self.keepdims or d not in axes]
+            result = out.reshape(shape)
+        words = (ctypes.c_int64 * 3)(data_pointer(moved), data_pointer(out), cols)
+        _launch(self.fn, rows, ctypes.addressof(words), x.size, 1)
+        return result
+
+
+#: ops whose numpy reference returns a new array (BLAS writes it): an elementwise epilogue may overwrite it
+FRESH_RESULT_OPS = ("matmul", "dot", "tensordot")
+#: ops that may return their input itself: private only if their input is
+PASS_THROUGH_OPS = ("sum_to",)
+#: ops that read only their input's shape: they do not keep a buffer from being overwritten in place
+METADATA_OPS = ("shape",)
+
+
+def _reusable(a, shape: tuple, dtype: np.dtype) -> np.ndarray | None:
+    """``a`` if a kernel can write its ``shape``/``dtype`` C-contiguous output over it (it owns its memory)."""
+    if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype:
+        return None
+    flags = a.flags
+    return a if flags.c_contiguous and flags.owndata and flags.writeable else None
+
+
+#: ops whose inputs after the first are a shape, read as integers (the result never aliases them)
+SHAPE_ARGUMENT_OPS = ("sum_to", "reshape")
+
+
+class _ShapeMemoStep:
+    """A node computed from shapes only, its last value kept: returned again while ``shape(x)`` sees the same
+    shape, and while the other nodes see the very same input objects (which the kept ones upstream return).
+    The kept pair is replaced in one assignment, so threads calling at once never mix two calls' values."""
+
+    def __init__(self, node: Node, step=None):
+        self.node = node
+        self.step = step  # the node's kernel step, or None: numpy's reference
+        self.ids = [id(i) for i in node.inputs]
+        self.is_shape = node.op == "shape"
+        self.memo: tuple = (_NOTHING, None)
+
+    def run(self, env: dict):
+        if self.is_shape:
+            value = env[self.ids[0]]
+            key = value.shape if type(value) is np.ndarray else np.shape(value)
+            memo = self.memo
+            if memo[0] == key:
+                return memo[1]
+        else:
+            key = [env[i] for i in self.ids]
+            memo = self.memo
+            if memo[0] is not _NOTHING and all(a is b for a, b in zip(memo[0], key)):
+                return memo[1]
+        if self.step is not None:
+            result = self.step.run(env)
+        else:
+            with np.errstate(all="ignore"):
+                result = run_node(self.node, [env[i] for i in self.ids])
+        self.memo = (key, result)
+        return result
+
+
+_NOTHING = object()
+
+
 class _KernelStep:
     """Runs one kernel node: allocate the output, pick the contiguous or strided entry point, launch."""
 
@@ -246,10 +403,68 @@ class _KernelStep:
         self.dtype = np.dtype(spec.inner.dtype)
         self.scalar = spec.scalar_inputs
         self.contiguous = lib.functions[f"{spec.name}_c"]
+        self.small = lib.small[f"{spec.name}_c"]
+        # the same kernel taking id(array) words (None if numpy's layout was not found): no pointer lookups
+        self.by_object = lib.small.get(f"{spec.name}_a")
         self.strided = lib.functions.get(f"{spec.name}_s")
+        self.words = ctypes.c_int64 * (len(inputs) + 1)
+        self.exact: tuple = ((), 0)  # (dtypes, rank) of the arguments call_exact takes, set by CpuProgram
+        #: an input whose buffer the output may take over (set by CpuProgram: a matmul result read only here)
+        self.reuse: int | None = None
 
     def run(self, env: dict):
-        return self.compute([_operand(env[id(i)]) for i in self.inputs])
+        return self.call([env[id(i)] for i in self.inputs])
+
+    def call(self, arrays: list | tuple) -> np.ndarray:
+        """``compute`` for arrays the kernel reads as they are; the common small case (same shapes, all
+        C-contiguous and aligned, few elements) takes a short path: one allocation and one GIL-holding call."""
+        if not arrays or self.reuse is not None:  # (compute writes over a reusable input)
+            return self.compute([_operand(a) for a in arrays])
+        shape = getattr(arrays[0], "shape", None)
+        for a in arrays:
+            # carray: C-contiguous, aligned (and writeable); numpy scalars from fallback steps take the long way
+            if type(a) is not np.ndarray or a.shape != shape or not a.flags.carray:
+                return self.compute([_operand(a) for a in arrays])
+        out = np.empty(shape, self.dtype)
+        size = out.size
+        if size >= SMALL_ELEMENTS or size == 0:
+            return self.compute(list(arrays))
+        if self.by_object is not None:
+            words = self.words(*map(id, arrays), id(out))  # held in a local: the kernel reads it during the call
+        else:
+            words = self.words(*map(data_pointer, arrays), data_pointer(out))
+        status = (self.by_object or self.small)(0, size, ctypes.addressof(words))
+        if status:
+            raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
+        return out
+
+    def call_exact(self, args) -> np.ndarray | None:
+        """The short path of ``call`` straight from a user's arguments (one per kernel input), checking them on
+        the way: ``None`` unless each is an ndarray of exactly its dtype in ``self.exact``, all of its
+        rank and one shape, C-contiguous and aligned, with few elements; the caller then takes the general path.
+        CpuProgram sets ``exact = (dtypes, ndim)`` where it offers this entry."""
+        dtypes, ndim = self.exact
+        a = args[0]
+        if type(a) is not np.ndarray:
+            return None
+        shape = a.shape
+        if len(shape) != ndim:
+            return None
+        for a, dtype in zip(args, dtypes):
+            if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape or not a.flags.carray:
+                return None
+        out = np.empty(shape, self.dtype)
+        size = out.size
+        if size >= SMALL_ELEMENTS or size == 0:
+            return None
+        if self.by_object is not None:  # args and out stay referenced until the call returns
+            words = self.words(*map(id, args), id(out))  # held in a local: the kernel reads it during the call
+        else:
+            words = self.words(*map(data_pointer, args), data_pointer(out))
+        status = (self.by_object or self.small)(0, size, ctypes.addressof(words))
+        if status:
+            raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
+        return out
 
     def compute(self, arrays: list) -> np.ndarray:
         shapes = [a.shape for a in arrays] or [()]  # no array input: every input was an inlined scalar constant
@@ -269,7 +484,11 @@ class _KernelStep:
                 flags = a.flags
                 c_order = c_order and flags.c_contiguous
                 f_order = f_order and flags.f_contiguous
-        out = np.empty(shape, self.dtype, order="F" if f_order and not c_order else "C")
+        out = None
+        if self.reuse is not None and (c_order or not f_order):  # a C-order output (the strided entry's too)
+            out = _reusable(arrays[self.reuse], shape, self.dtype)
+        if out is None:
+            out = np.empty(shape, self.dtype, order="F" if f_order and not c_order else "C")
         size = out.size
         if size == 0:
             return out
@@ -277,7 +496,8 @@ class _KernelStep:
         out_ptr = data_pointer(out)
         if c_order or f_order:
             words = (ctypes.c_int64 * (len(ptrs) + 1))(*ptrs, out_ptr)
-            status = _launch(self.contiguous, size, ctypes.addressof(words), size, 64)
+            fn = self.small if size < SMALL_ELEMENTS else self.contiguous
+            status = _launch(fn, size, ctypes.addressof(words), size, 64)
         else:
             nd = len(shape)
             strides = [_element_strides(a, nd) for a in arrays]
@@ -309,6 +529,8 @@ class _ReduceStep:
         self.spec = spec
         self.dtype = np.dtype(spec.out_dtype)
         self.fn = lib.functions[f"{spec.name}_r"]
+        self.outer = lib.functions.get(f"{spec.name}_o")
+        self.leading = spec.axes == tuple(range(len(spec.axes))) and len(spec.axes) < spec.ndim
         self.keepdims = node.attrs["keepdims"]
 
     def run(self, env: dict):
@@ -324,11 +546,33 @@ class _ReduceStep:
         n_out = 1
         for d in range(len(shape)):
             n_out *= 1 if d in axes else shape[d]
+        if self.outer is not None and self.leading and n_out >= OUTER_MIN_COLUMNS:
+            out = self._outer(arrays, shape, reduced, n_out)
+            if out is not None:
+                return out
         threads = num_threads()
         splittable = self.spec.reduce not in ("argmax", "argmin")
         if splittable and threads > 1 and n_out < threads and n_out * reduced >= PARALLEL_MIN_ELEMENTS:
             return self._split(arrays, shape, threads)
         return self._reduce(arrays, shape, parallel=True)
+
+    def _outer(self, arrays: list, shape: tuple, rows: int, cols: int) -> np.ndarray | None:
+        """Reduced axes leading, every full input C-contiguous: combine row after row into the output (the
+        ``_o`` entry), columns split across threads; ``None`` where the layout does not allow it."""
+        for scalar, a in zip(self.spec.scalar_inputs, arrays):
+            if not scalar and (a.shape != shape or not a.flags.c_contiguous):
+                return None
+        nd = len(shape)
+        axes = self.spec.axes
+        out = np.empty(
+            tuple(1 if d in axes else shape[d] for d in range(nd) if self.keepdims or d not in axes), self.dtype
+        )
+        words = (ctypes.c_int64 * (len(arrays) + 3))(*[data_pointer(a) for a in arrays], data_pointer(out), rows, cols)
+        # adding a row is about a quarter of the work of a typical elementwise element: split only larger ones
+        status = _launch(self.outer, cols, ctypes.addressof(words), rows * cols // 4, 16)
+        if status:
+            raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
+        return out
 
     def _reduce(self, arrays: list, shape: tuple, parallel: bool) -> np.ndarray:
         axes = self.spec.axes
@@ -521,9 +765,11 @@ class CpuProgram:
             lib = _compile(specs, key_text)
             self._library = lib  # the JIT code lives as long as this reference (the memory cache may drop it)
             for (node, reads, _), spec in zip(planned, specs):
-                step = _ReduceStep if spec.reduce else _KernelStep
+                step = _RowStep if spec.reduce in ROW_OPS else _ReduceStep if spec.reduce else _KernelStep
                 self._steps[id(node)] = step(node, reads, spec, lib)
                 self.kernels.append(Kernel(spec, node))
+        self._plan_reuse()
+        self._plan_shape_memo()
         self.fallback = {id(n) for n in self.fallback_nodes}
         # the per-call plan, prepared once: what to compute, in order, and the values known in advance
         self._input_ids = [id(n) for n in self.inputs]
@@ -532,6 +778,106 @@ class CpuProgram:
         bound = set(self._input_ids)
         self._unbound = [n for n in self.order if n.op == "input" and id(n) not in bound]
         self._plan = [(id(n), self._steps.get(id(n)), n) for n in self.order if not n.is_leaf]
+        self.fast = self._fast_entry()
+        self.fast_exact = self._fast_exact_entry()
+
+    def _fast_entry(self):
+        """``fast(values) -> array`` where the program is one elementwise kernel reading only inputs, else None.
+
+        ``values`` must be ndarrays of exactly the inputs' types (dtype, rank, static shape), in input order;
+        the result is a new writable array sharing memory with nothing, so callers need no aliasing checks.
+        """
+        if len(self._plan) != 1 or len(self.outputs) != 1 or self.shared_nodes or self._unbound:
+            return None
+        _, step, node = self._plan[0]
+        if not isinstance(step, _KernelStep) or node is not self.outputs[0]:
+            return None
+        position = {id(n): k for k, n in enumerate(self.inputs)}
+        if not all(id(r) in position for r in step.inputs):
+            return None
+        index = [position[id(r)] for r in step.inputs]
+        if index == list(range(len(self.inputs))):
+            return step.call
+        call = step.call
+        return lambda values: call([values[k] for k in index])
+
+    def _fast_exact_entry(self):
+        """``fast_exact(args) -> array | None``: ``fast`` for raw arguments, checking their types itself (None
+        where they need the general path; see _KernelStep.call_exact). Where the kernel reads every input once,
+        in order, and all inputs have one rank without static dimensions; else None."""
+        if self.fast is None:
+            return None
+        _, step, _ = self._plan[0]
+        types = [n.type for n in self.inputs]
+        if [id(r) for r in step.inputs] != [id(n) for n in self.inputs] or not types:
+            return None
+        if len({t.ndim for t in types}) != 1 or any(d is not None for t in types for d in t.shape):
+            return None
+        step.exact = ([t.np_dtype for t in types], types[0].ndim)
+        return step.call_exact
+
+    def _plan_shape_memo(self) -> None:
+        """Values computed from shapes only (a gradient's ``shape(x)[0]``, stacked into a target shape, scalar
+        arithmetic on them) are kept between calls while the shapes stay the same: W4's step has ~25 such
+        nodes, ~10 us of numpy dispatch each. A kept value is never returned, nor read by anything that could
+        hand it out or write it: only other kept nodes, kernels (which write a new array), or ops taking it as
+        a shape argument."""
+        deterministic = ("getitem", "stack", "fused")
+        shape_only: set[int] = set()
+        for node in self.order:
+            if node.is_leaf or id(node) in {id(o) for o in self.outputs}:
+                continue
+            if node.op == "shape" or (
+                (node.op in deterministic or OPS[node.op].kind == "elemwise")
+                and node.ndim <= 1
+                and any(id(i) in shape_only for i in node.inputs)
+                and all(id(i) in shape_only or i.op == "constant" for i in node.inputs)
+            ):
+                shape_only.add(id(node))
+        readers: dict[int, list[tuple[Node, int]]] = {}
+        for node in self.order:
+            for k, i in enumerate(node.inputs):
+                readers.setdefault(id(i), []).append((node, k))
+
+        def safe_reader(node: Node, k: int) -> bool:
+            if id(node) in shape_only or isinstance(self._steps.get(id(node)), _KernelStep):
+                return True
+            return node.op == "alloc" or (node.op in SHAPE_ARGUMENT_OPS and k >= 1)
+
+        changed = True
+        while changed:  # dropping a node can make its producers unsafe in turn
+            changed = False
+            for key in list(shape_only):
+                if not all(safe_reader(n, k) for n, k in readers.get(key, [])):
+                    shape_only.discard(key)
+                    changed = True
+        for node in self.order:
+            if id(node) in shape_only:
+                self._steps[id(node)] = _ShapeMemoStep(node, self._steps.get(id(node)))
+
+    def _plan_reuse(self) -> None:
+        """Matmul epilogues in place: an elementwise kernel whose input is a matmul result that nothing else reads
+        (nor returns) writes its output over that buffer, so bias + activation read the product once and
+        allocate nothing."""
+        consumers: dict[int, int] = {}
+        for node in self.order:
+            if node.op in METADATA_OPS:
+                continue  # reads the shape only, which the epilogue keeps
+            for i in dict.fromkeys(node.inputs):
+                consumers[id(i)] = consumers.get(id(i), 0) + 1
+        returned = {id(o) for o in self.outputs}
+
+        def private(node: Node) -> bool:
+            if node.is_leaf or id(node) in returned or consumers.get(id(node), 0) != 1:
+                return False
+            return node.op in FRESH_RESULT_OPS or (node.op in PASS_THROUGH_OPS and private(node.inputs[0]))
+
+        for step in self._steps.values():
+            if type(step) is _KernelStep:
+                for k, node in enumerate(step.inputs):
+                    if node.dtype == step.node.dtype and private(node):
+                        step.reuse = k
+                        break
 
     def run(self, inputs: list, shared: list) -> list:
         env = dict(self._constants)

@@ -10,6 +10,12 @@ raise (an integer to a negative power). ``args`` is an array of 64-bit words:
   strides in elements (0 broadcasts, negative allowed); the output is C-contiguous. Computes the rows
   ``start <= r < stop`` of the output seen as ``(prod(shape[:-1]), shape[-1])``.
 
+- ``{name}_r`` (reductions): the kept axes first, the reduced ones last; one output element per index in
+  ``[start, stop)``. Float sums add blocks of SUM_BLOCK with compensation; long ones prefetch ahead.
+- ``{name}_o`` (sum/mean/prod/max/min over leading axes of C-contiguous inputs): adds whole rows into the
+  output, the columns ``[start, stop)`` in a vectorized loop (numpy's order).
+- ``{name}_row`` (softmax, log_softmax, logsumexp, var, std): see rows.py.
+
 ``(start, stop)`` lets a thread pool split one call into ranges. The loop bodies are internal ``alwaysinline``
 functions whose pointer arguments are ``noalias``: after inlining LLVM knows the output overlaps no input.
 
@@ -45,6 +51,7 @@ class KernelSpec:
     reduce: str | None = None  # sum, prod, max, min, mean, all or any: reduce the composite's values
     axes: tuple = ()  # the reduced axes (of the ndim-rank iteration space)
     out_dtype: str = ""  # a reduction's result dtype
+    ddof: float = 0  # var/std's delta degrees of freedom (row kernels, rows.py)
 
     @property
     def n_inputs(self) -> int:
@@ -53,9 +60,17 @@ class KernelSpec:
     @property
     def symbols(self) -> list[str]:
         """The exported entry points."""
+        if self.reduce in _row_ops():
+            return [f"{self.name}_row"]
         if self.reduce:
-            return [f"{self.name}_r"]
+            return [f"{self.name}_r"] + ([f"{self.name}_o"] if has_outer_entry(self) else [])
         return [f"{self.name}_c"] + ([f"{self.name}_s"] if self.ndim else [])
+
+
+def _row_ops() -> dict:
+    from .rows import ROW_OPS  # noqa: PLC0415  (rows.py builds on this module)
+
+    return ROW_OPS
 
 
 def lowerable(inner) -> bool:
@@ -67,8 +82,15 @@ def build_module(specs: list[KernelSpec], name: str = "sympile") -> ir.Module:
     """An IR module holding both entry points of every kernel in ``specs``."""
     module = ir.Module(name=name)
     for spec in specs:
+        if spec.reduce in _row_ops():
+            from .rows import build_row_kernel  # noqa: PLC0415  (rows.py builds on this module)
+
+            build_row_kernel(module, spec)
+            continue
         if spec.reduce:
             _reduction(module, spec)
+            if has_outer_entry(spec):
+                _outer_reduction(module, spec)
             continue
         _contiguous(module, spec)
         if spec.ndim:
@@ -297,6 +319,8 @@ def _reduction(module: ir.Module, spec: KernelSpec) -> None:
             return (b.fadd if r in ("sum", "mean") else b.fmul)(acc, v, flags=fast)
         return b.add(acc, v) if r in ("sum", "mean") else b.mul(acc, v)
 
+    strides_last = [None if spec.scalar_inputs[i] else strides[i][nd - 1] for i in range(n)]
+
     def output(b, o):
         base = unravel(b, o, range(k), [zero] * n)
 
@@ -328,6 +352,9 @@ def _reduction(module: ir.Module, spec: KernelSpec) -> None:
             def block(b, jb, st):
                 hi = b.add(jb, ir.Constant(I64, SUM_BLOCK))
                 hi = b.select(b.icmp_signed("<", hi, inner_len), hi, inner_len)
+                long_row = b.icmp_signed(">", inner_len, ir.Constant(I64, PREFETCH_AHEAD))
+                ahead = b.add(jb, ir.Constant(I64, PREFETCH_AHEAD))
+                _prefetch_block(b, body, bases, strides_last, dtypes, ahead, long_row)
 
                 def element(b, j, blk):
                     v, err = value(b, bases, j)
@@ -365,6 +392,123 @@ def _reduction(module: ir.Module, spec: KernelSpec) -> None:
 
     b.ret(_counted_loop(b, body, start, stop, output, "r.outer"))
     _entry(module, f"{spec.name}_r", body, n + 1, 1)
+
+
+#: reductions with an ``_o`` entry (reduced axes leading, kept ones contiguous): the result accumulates in place
+OUTER_REDUCTIONS = ("sum", "mean", "prod", "max", "min")
+
+
+def has_outer_entry(spec: KernelSpec) -> bool:
+    """Whether ``spec`` gets the ``{name}_o`` entry: it accumulates in the output itself, so only where the
+    accumulator dtype is the result dtype."""
+    if spec.reduce not in OUTER_REDUCTIONS:
+        return False
+    return accumulator_dtype(spec.reduce, spec.out_dtype, spec.inner.dtype) == spec.out_dtype
+
+
+def _outer_reduction(module: ir.Module, spec: KernelSpec) -> None:
+    """``{name}_o``: the inputs seen as C-contiguous ``(rows, cols)`` (statically scalar ones read once), reduced
+    over the rows: ``args = [x0, ..., out, rows, cols]``; computes ``out[c]`` for ``start <= c < stop``.
+
+    Each row is combined into the output in turn, a loop over contiguous columns that LLVM vectorizes: numpy's
+    own order for a reduction over leading axes (so its sums are bit-equal to numpy's), and the reduction over a
+    batch axis (a bias gradient) reads its input once instead of column by column.
+    """
+    n = spec.n_inputs
+    body = _body(module, f"{spec.name}_obody", n + 1, 1)
+    start, stop, *ptrs, meta = body.args
+    b = ir.IRBuilder(body.append_basic_block("entry"))
+    rows = b.load(meta, typ=I64)
+    cols = b.load(b.gep(meta, [ir.Constant(I64, 1)], source_etype=I64), typ=I64)
+    dtypes = spec.inner.dtypes[:n]
+    acc_dtype = spec.out_dtype
+    out_ty = mem_type(acc_dtype)
+    is_float = acc_dtype in ("float16", "float32", "float64")
+    fixed = {k: load_value(b, ptrs[k], dtypes[k]) for k in range(n) if spec.scalar_inputs[k]}
+    ident = constant(acc_dtype, _identity(spec.reduce, acc_dtype))
+    r_ = spec.reduce
+
+    def init(b, c):
+        store_value(b, ident, b.gep(ptrs[n], [c], source_etype=out_ty), acc_dtype)
+        return ir.Constant(I32, 0)
+
+    err0 = _counted_loop(b, body, start, stop, init, "o.init")
+
+    def row(b, r, st):
+        base = b.mul(r, cols)
+
+        def element(b, c, est):
+            at = b.add(base, c)
+            loaded = [
+                fixed[k]
+                if k in fixed
+                else load_value(b, b.gep(ptrs[k], [at], source_etype=mem_type(dtypes[k])), dtypes[k])
+                for k in range(n)
+            ]
+            result, errors = emit_composite(b, spec.inner, loaded, LOWER)
+            v = cast(b, result, spec.inner.dtype, acc_dtype)
+            p = b.gep(ptrs[n], [c], source_etype=out_ty)
+            acc = load_value(b, p, acc_dtype)
+            s = ScalarBuilder(b, (acc_dtype, acc_dtype), acc_dtype)
+            if r_ in ("max", "min"):
+                new = s.maximum(acc, v) if r_ == "max" else s.minimum(acc, v)
+            elif is_float:
+                new = (b.fadd if r_ in ("sum", "mean") else b.fmul)(acc, v)
+            else:
+                new = b.add(acc, v) if r_ in ("sum", "mean") else b.mul(acc, v)
+            store_value(b, new, p, acc_dtype)
+            err = est[0]
+            for cond in errors:
+                err = b.or_(err, b.zext(cond, I32))
+            return [err]
+
+        (err,) = _loop(b, body, start, stop, [st[0]], element, "o.cols")
+        return [err]
+
+    (err,) = _loop(b, body, ir.Constant(I64, 0), rows, [err0], row, "o.rows")
+    if r_ == "mean" and is_float:
+
+        def scale(b, c):
+            p = b.gep(ptrs[n], [c], source_etype=out_ty)
+            store_value(b, b.fdiv(load_value(b, p, acc_dtype), b.sitofp(rows, ir_type(acc_dtype))), p, acc_dtype)
+            return ir.Constant(I32, 0)
+
+        _counted_loop(b, body, start, stop, scale, "o.mean")
+    b.ret(err)
+    _entry(module, f"{spec.name}_o", body, n + 1, 1)
+
+
+#: a long sum prefetches the block this many elements ahead: the hardware prefetcher alone leaves a loop that
+#: computes (W2's exp) waiting on memory; with it the loads overlap the arithmetic
+PREFETCH_AHEAD = 1024
+CACHE_LINE = 64
+
+
+def _prefetch_block(b: ir.IRBuilder, fn: ir.Function, bases: list, strides: list, dtypes, at, when) -> None:
+    """Where ``when`` (an i1) holds, prefetch elements ``[at, at + SUM_BLOCK)`` of every input with a stride
+    (``None``: statically scalar), one cache line per iteration of a small loop of its own (a prefetch inside the
+    summing loop would stop the vectorizer; a prefetch never faults, so past the end is harmless)."""
+    module = b.module
+    intrinsic = module.globals.get("llvm.prefetch.p0") or module.declare_intrinsic(
+        "llvm.prefetch", [PTR], ir.FunctionType(ir.VoidType(), [PTR, I32, I32, I32])
+    )
+    step = max(1, min(CACHE_LINE // _itemsize(d) for d in dtypes))
+
+    def line(b, j, st):
+        for base, stride, dtype in zip(bases, strides, dtypes):
+            if stride is not None:
+                address = b.gep(base, [b.mul(b.add(at, j), stride)], source_etype=mem_type(dtype))
+                b.call(intrinsic, [address, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
+        return st
+
+    hi = b.select(when, ir.Constant(I64, SUM_BLOCK), ir.Constant(I64, 0))
+    _loop(b, fn, ir.Constant(I64, 0), hi, [], line, "prefetch", step=ir.Constant(I64, step))
+
+
+def _itemsize(dtype: str) -> int:
+    import numpy as np  # noqa: PLC0415
+
+    return np.dtype(dtype).itemsize
 
 
 def _fabs(b: ir.IRBuilder, x):
