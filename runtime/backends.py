@@ -12,7 +12,14 @@ def _cpu_program(inputs, outputs):
     return CpuProgram(inputs, outputs)
 
 
-BACKENDS = {"numpy": NumpyProgram, "cpu": _cpu_program}
+def _cuda_program(inputs, outputs):
+    # imported on first use: pycuda (imported by CudaProgram) is optional; without it this raises CudaUnavailable
+    from .cuda_backend import CudaProgram  # noqa: PLC0415
+
+    return CudaProgram(inputs, outputs)
+
+
+BACKENDS = {"numpy": NumpyProgram, "cpu": _cpu_program, "cuda": _cuda_program}
 DEFAULT_BACKEND = "cpu"
 
 
