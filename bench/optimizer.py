@@ -14,6 +14,7 @@ import statistics
 import time
 
 import numpy as np
+
 import sympile as sp
 import sympile.tensor as st
 from sympile.compiler.graph import toposort

@@ -13,6 +13,7 @@ import argparse
 import time
 
 import numpy as np
+
 import sympile as sp
 import sympile.tensor as st
 

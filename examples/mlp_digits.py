@@ -15,9 +15,10 @@ import argparse
 import time
 
 import numpy as np
+from sklearn.datasets import load_digits
+
 import sympile as sp
 import sympile.tensor as st
-from sklearn.datasets import load_digits
 
 
 def load(seed: int):

@@ -9,6 +9,7 @@ import os
 import sys
 
 import numpy as np
+
 import sympile as sp
 import sympile.tensor as st
 from sympile.printing import debugprint, pydotprint

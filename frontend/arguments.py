@@ -8,6 +8,7 @@ Float data into an integer input, integers into bool, strings or objects raise a
 from __future__ import annotations
 
 import numpy as np
+
 from sympile.compiler.errors import GraphTypeError, GraphValueError
 from sympile.compiler.types import TensorType, shape_str
 

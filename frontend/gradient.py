@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+
 from sympile.compiler.build import zeros_like
 from sympile.compiler.errors import GraphTypeError, GraphValueError
 from sympile.compiler.gradients import grad_nodes

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from sympile.compiler.errors import GraphIndexError, GraphTypeError
 from sympile.compiler.graph import make_node
 

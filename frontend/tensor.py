@@ -13,6 +13,7 @@ import builtins
 from types import SimpleNamespace
 
 import numpy as np
+
 from sympile.compiler.errors import GraphTypeError, GraphValueError
 from sympile.compiler.graph import constant_node
 from sympile.compiler.ops.elementwise import ELEMWISE

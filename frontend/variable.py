@@ -15,6 +15,7 @@ from __future__ import annotations
 import weakref
 
 import numpy as np
+
 from sympile.compiler.errors import GraphTypeError
 from sympile.compiler.graph import Node, constant_node, make_node
 from sympile.compiler.types import TensorType, as_dtype

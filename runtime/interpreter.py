@@ -6,6 +6,7 @@ It is the oracle every native backend is tested against, and the fallback for op
 from __future__ import annotations
 
 import numpy as np
+
 from sympile.compiler.errors import GraphTypeError, GraphValueError, with_context
 from sympile.compiler.graph import Node, toposort
 from sympile.compiler.optable import OPS

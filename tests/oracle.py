@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+
 import sympile as sp
 import sympile.tensor as st
 

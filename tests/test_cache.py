@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+
 import sympile.tensor as st
 from sympile.compiler.graph import canonical_text
 from sympile.runtime import cache as cache_mod
@@ -95,6 +96,7 @@ def test_incomplete_key_is_refused_with_the_missing_fields():
 
 def test_default_versions_are_the_installed_ones():
     import llvmlite
+
     import sympile
 
     v = default_versions()

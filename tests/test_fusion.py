@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 import sympile as sp
 import sympile.tensor as st
 from sympile.compiler.fusion import fuse

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 import sympile as sp
 import sympile.tensor as st
 from sympile.compiler.gradients import MissingGradientError

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-import sympile as sp
-import sympile.tensor as st
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
+
+import sympile as sp
+import sympile.tensor as st
 from sympile.compiler.optable import OPS
 from sympile.gradient import verify_grad
 

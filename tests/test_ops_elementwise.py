@@ -12,9 +12,10 @@ import operator
 
 import numpy as np
 import pytest
+from oracle import ALL_DTYPES, FLOAT_DTYPES, INT_DTYPES, NP, assert_same, check, layouts, run, sample, symbolic_like
+
 import sympile as sp
 import sympile.tensor as st
-from oracle import ALL_DTYPES, FLOAT_DTYPES, INT_DTYPES, NP, assert_same, check, layouts, run, sample, symbolic_like
 
 UNARY = [
     "exp", "exp2", "log", "log2", "log10", "log1p", "expm1", "sqrt", "sqr", "abs", "sign", "neg", "reciprocal",

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracle import ALL_DTYPES, assert_same, check, layouts, run, sample, symbolic_like
+
 import sympile as sp
 import sympile.tensor as st
-from oracle import ALL_DTYPES, assert_same, check, layouts, run, sample, symbolic_like
 
 X = sample((4, 5, 6), "float64", seed=0)
 IDX = np.array  # short for index arrays in the tables below

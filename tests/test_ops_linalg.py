@@ -6,9 +6,10 @@ import itertools
 
 import numpy as np
 import pytest
+from oracle import ALL_DTYPES, check, layouts, sample
+
 import sympile as sp
 import sympile.tensor as st
-from oracle import ALL_DTYPES, check, layouts, sample
 
 DOT_SHAPES = [
     ((), ()), ((), (3,)), ((3,), ()), ((2, 3), ()), ((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracle import ALL_DTYPES, check, layouts, run, sample, symbolic_like
+
 import sympile as sp
 import sympile.tensor as st
-from oracle import ALL_DTYPES, check, layouts, run, sample, symbolic_like
 
 # numpy warns (RuntimeWarning) for ddof >= n and means of empty slices; its values (nan, inf) are what we check
 pytestmark = [

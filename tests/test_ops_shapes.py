@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracle import ALL_DTYPES, assert_same, check, layouts, run, sample, symbolic_like
+
 import sympile as sp
 import sympile.tensor as st
-from oracle import ALL_DTYPES, assert_same, check, layouts, run, sample, symbolic_like
 
 X234 = sample((2, 3, 4), "float64", seed=0)
 

@@ -10,10 +10,11 @@ with plain math; values are kept bounded (tanh before exp) so the naive and the 
 from __future__ import annotations
 
 import numpy as np
-import sympile as sp
-import sympile.tensor as st
 from hypothesis import given, settings
 from hypothesis import strategies as hs
+
+import sympile as sp
+import sympile.tensor as st
 
 
 def _softmax_form(a):

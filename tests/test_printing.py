@@ -9,6 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
+
 import sympile as sp
 import sympile.tensor as st
 from sympile.printing import debugprint, pydotprint, to_dot

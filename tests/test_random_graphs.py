@@ -12,11 +12,12 @@ matter of raising ``max_examples`` and dropping ``derandomize``.
 from __future__ import annotations
 
 import numpy as np
-import sympile.tensor as st
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 from hypothesis.extra import numpy as hnp
 from oracle import NP, assert_same, run
+
+import sympile.tensor as st
 from sympile.compiler.optable import OPS
 
 

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+
 import sympile as sp
 import sympile.tensor as st
 from sympile import gradient

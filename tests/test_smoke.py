@@ -1,6 +1,7 @@
 """The Theano tutorial basics, end to end through the numpy backend."""
 
 import numpy as np
+
 import sympile as sp
 import sympile.tensor as st
 
