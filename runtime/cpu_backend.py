@@ -31,15 +31,16 @@ import numpy as np
 
 from sympile.compiler.errors import GraphValueError
 from sympile.compiler.graph import Node, canonical_text, toposort
+from sympile.compiler.layout import collapse_dims
 from sympile.compiler.llvm import target as llvm_target
-from sympile.compiler.llvm.kernels import KernelSpec, build_module, lowerable
+from sympile.compiler.llvm.kernels import KernelSpec, build_module, composite_of
 from sympile.compiler.llvm.rows import ROW_DTYPES, ROW_OPS
 from sympile.compiler.ops.fused import FUSIBLE_REDUCTIONS, Composite
 from sympile.compiler.optable import OPS
-from sympile.compiler.types import broadcast_shapes, shape_str
+from sympile.compiler.types import broadcast_shapes
 
 from .cache import MemoryCache, cache_key, default_disk_cache, default_versions, memory_key
-from .interpreter import leaf_value, run_node
+from .interpreter import broadcast_or_raise, leaf_value, run_node
 
 #: bump when the generated code changes, so stale cached objects are never loaded
 CODEGEN_VERSION = "cpu-kernels-1"
@@ -215,33 +216,6 @@ def _static_scalar(node: Node) -> bool:
     return all(d == 1 for d in node.shape)
 
 
-def composite_of(node: Node) -> tuple[Composite, list[Node]] | None:
-    """The Composite a node computes and the nodes it reads, or ``None`` if it has no LLVM lowering.
-
-    A single elementwise node is a one-step composite (scalar constants inlined, as fusion does); a plain
-    reduction reduces the identity composite of its input.
-    """
-    if node.op in ("fused", "fused_reduce"):
-        inner = node.attrs["inner"]
-        return (inner, list(node.inputs)) if lowerable(inner) else None
-    if node.op in NATIVE_REDUCTIONS:
-        (x,) = node.inputs
-        return Composite(1, (), (x.dtype,)), [x]
-    if OPS[node.op].kind != "elemwise":
-        return None
-    inputs = [i for i in dict.fromkeys(node.inputs) if not (i.op == "constant" and i.ndim == 0)]
-    slot = {id(i): k for k, i in enumerate(inputs)}
-    steps, dtypes = [], [i.dtype for i in inputs]
-    for i in node.inputs:
-        if id(i) not in slot:
-            slot[id(i)] = len(inputs) + len(steps)
-            steps.append(("constant", (), (("value", i.attrs["value"]), ("weak", bool(i.attrs.get("weak"))))))
-            dtypes.append(i.dtype)
-    steps.append((node.op, tuple(slot[id(i)] for i in node.inputs), tuple(sorted(node.attrs.items()))))
-    inner = Composite(len(inputs), tuple(steps), tuple(dtypes) + (node.dtype,))
-    return (inner, inputs) if lowerable(inner) else None
-
-
 def program_specs(inputs: list[Node], outputs: list[Node]) -> list[KernelSpec]:
     """The kernels CpuProgram compiles for a graph, named as it names them, without compiling anything.
 
@@ -266,7 +240,7 @@ def kernel_spec(node: Node, name: str) -> tuple[KernelSpec, list[Node]] | None:
     """The kernel for ``node`` (elementwise, fused, or a reduction with its fused producers), or ``None``."""
     if node.op in ROW_OPS:
         return row_spec(node, name)
-    found = composite_of(node)
+    found = composite_of(node, NATIVE_REDUCTIONS)
     if found is None:
         return None
     inner, reads = found
@@ -471,7 +445,7 @@ class _KernelStep:
         shape = shapes[0]
         for other in shapes:
             if other != shape:
-                shape = _broadcast(self.node, shapes)
+                shape = broadcast_or_raise(self.node, shapes)
                 break
         # the contiguous entry serves inputs that are all C-contiguous, or all Fortran-contiguous (transposes):
         # then the output takes the same layout, as numpy's ufuncs do, and memory order is the loop order
@@ -536,7 +510,7 @@ class _ReduceStep:
     def run(self, env: dict):
         arrays = [_operand(env[id(i)]) for i in self.inputs]
         shapes = [a.shape for a in arrays]
-        shape = shapes[0] if all(s == shapes[0] for s in shapes) else _broadcast(self.node, shapes)
+        shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_or_raise(self.node, shapes)
         axes = self.spec.axes
         reduced = 1
         for a in axes:
@@ -632,35 +606,6 @@ class _ReduceStep:
             return np.asarray(combine[reduce](stacked, axis=0), dtype=self.dtype)
 
 
-def collapse_dims(shape: tuple, strides: list[list[int]]) -> tuple[list[int], list[list[int]]]:
-    """Merge dimensions that every operand (and the C-contiguous output) walks as one, drop size-1 ones, and
-    pad back to the same rank with leading size-1 dimensions: the kernel's inner loop gets as long as it can.
-
-    >>> collapse_dims((2, 3, 4), [[12, 4, 1], [0, 0, 1]])
-    ([1, 6, 4], [[0, 4, 1], [0, 0, 1]])
-    """
-    nd = len(shape)
-    out_strides, step = [0] * nd, 1
-    for d in range(nd - 1, -1, -1):
-        out_strides[d], step = step, step * shape[d]
-    operands = [*strides, out_strides]
-    dims: list[int] = []
-    merged: list[list[int]] = [[] for _ in operands]
-    for d in range(nd):
-        if shape[d] == 1:
-            continue
-        if dims and all(m[-1] == st[d] * shape[d] for m, st in zip(merged, operands)):
-            dims[-1] *= shape[d]
-            for m, st in zip(merged, operands):
-                m[-1] = st[d]
-            continue
-        dims.append(shape[d])
-        for m, st in zip(merged, operands):
-            m.append(st[d])
-    pad = nd - len(dims)
-    return [1] * pad + dims, [[0] * pad + m for m in merged[:-1]]
-
-
 def _find_data_offset() -> int | None:
     """Where ndarray objects keep their data pointer (numpy's public PyArrayObject_fields: after the object
     header), checked on live arrays and views; ``None`` if not found (then the slower documented way is used)."""
@@ -711,18 +656,6 @@ def _element_strides(a: np.ndarray, nd: int) -> list[int]:
     """``a``'s strides in elements, left-padded to rank ``nd``; 0 along broadcast (size-1) dimensions."""
     item = a.itemsize
     return [0] * (nd - a.ndim) + [0 if d == 1 else s // item for s, d in zip(a.strides, a.shape)]
-
-
-def _broadcast(node: Node, shapes) -> tuple:
-    try:
-        return np.broadcast_shapes(*shapes)
-    except ValueError:
-        listed, shown = ", ".join(shape_str(s) for s in shapes), " ".join(shape_str(s) for s in shapes)
-        # the interpreter's wording around numpy's own message, so both backends fail alike
-        raise GraphValueError(
-            f"{node.describe()} failed on inputs of shapes {listed}: "
-            f"operands could not be broadcast together with shapes {shown}"
-        ) from None
 
 
 def _operand(value) -> np.ndarray:

@@ -21,15 +21,15 @@ import numpy as np
 
 from sympile.compiler.cuda.emit import module_ir, schedule
 from sympile.compiler.cuda.kernels import kernel_symbols
-from sympile.compiler.cuda.launch import collapse, elementwise_launch, final_launch, reduction_launch
+from sympile.compiler.cuda.launch import elementwise_launch, final_launch, reduction_launch
 from sympile.compiler.cuda.ptx import to_ptx
 from sympile.compiler.errors import GraphValueError
 from sympile.compiler.graph import Node
+from sympile.compiler.layout import collapse_dims
 from sympile.compiler.llvm.kernels import accumulator_dtype
-from sympile.compiler.types import shape_str
 
 from .cache import MemoryCache
-from .interpreter import leaf_value, run_node
+from .interpreter import broadcast_or_raise, leaf_value, run_node
 
 INSTALL_HINT = "pip install sympile[cuda]  (installs pycuda; it needs an NVIDIA driver and a CUDA-capable GPU)"
 
@@ -186,17 +186,6 @@ class CudaKernel:
         return f"<CudaKernel {self.name}: {self.expression}>"
 
 
-def _broadcast(node: Node, shapes) -> tuple:
-    try:
-        return np.broadcast_shapes(*shapes)
-    except ValueError:
-        listed, shown = ", ".join(shape_str(s) for s in shapes), " ".join(shape_str(s) for s in shapes)
-        raise GraphValueError(
-            f"{node.describe()} failed on inputs of shapes {listed}: "
-            f"operands could not be broadcast together with shapes {shown}"
-        ) from None
-
-
 class CudaProgram:
     """Compiled form of a graph for the CUDA backend (see the module docstring)."""
 
@@ -268,7 +257,7 @@ class CudaProgram:
     # --- kernels --------------------------------------------------------------------------------------------
     def _elementwise(self, node: Node, spec, arrays: list) -> DeviceArray:
         shapes = [a.shape for a in arrays] or [()]
-        shape = shapes[0] if all(s == shapes[0] for s in shapes) else _broadcast(node, shapes)
+        shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_or_raise(node, shapes)
         out = DeviceArray(self.device, shape, spec.inner.dtype)
         if out.size == 0:
             return out
@@ -279,14 +268,14 @@ class CudaProgram:
             self._launch(f"{spec.name}_c", grid, block, [_i64(out.size), *ptrs])
         else:
             nd = len(shape)
-            dims, strides = collapse(shape, [a.strides(nd) for a in arrays])
+            dims, strides = collapse_dims(shape, [a.strides(nd) for a in arrays])
             meta = [_i64(v) for v in [*dims, *(s for st in strides for s in st)]]
             self._launch(f"{spec.name}_s", grid, block, [_i64(out.size), *ptrs, *meta])
         return out
 
     def _reduce(self, node: Node, spec, arrays: list):
         shapes = [a.shape for a in arrays]
-        shape = shapes[0] if all(s == shapes[0] for s in shapes) else _broadcast(node, shapes)
+        shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_or_raise(node, shapes)
         axes, nd = spec.axes, len(shape)
         n_red = int(np.prod([shape[a] for a in axes], dtype=np.int64))
         if n_red == 0 and spec.reduce in ("max", "min", "argmax", "argmin"):

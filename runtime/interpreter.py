@@ -64,3 +64,16 @@ def run_node(node: Node, args: list) -> np.ndarray:
             f"{node.describe()} produced shape {shape_str(out.shape)}, expected {shape_str(node.shape)}"
         )
     return out
+
+
+def broadcast_or_raise(node: Node, shapes) -> tuple:
+    """numpy's broadcast of run-time ``shapes``, or the ValueError the interpreter raises for ``node``."""
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        listed, shown = ", ".join(shape_str(s) for s in shapes), " ".join(shape_str(s) for s in shapes)
+        # the wording of run_node around numpy's own message, so every backend fails alike
+        raise GraphValueError(
+            f"{node.describe()} failed on inputs of shapes {listed}: "
+            f"operands could not be broadcast together with shapes {shown}"
+        ) from None

@@ -16,9 +16,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 
 from ..graph import Node, canonical_text, toposort
-from ..llvm.kernels import KernelSpec, lowerable
-from ..ops.fused import Composite
-from ..optable import OPS
+from ..llvm.kernels import KernelSpec, composite_of
 from ..types import broadcast_shapes
 from .kernels import GPU_REDUCTIONS, build_cuda_module, gpu_buildable, kernel_symbols
 from .ptx import to_ptx
@@ -43,32 +41,9 @@ class Schedule:
         return [sym for s in self.specs for sym in kernel_symbols(s)]
 
 
-def composite_of(node: Node) -> tuple[Composite, list[Node]] | None:
-    """The Composite a node computes and the nodes it reads (as the CPU backend's), or ``None``."""
-    if node.op in ("fused", "fused_reduce"):
-        inner = node.attrs["inner"]
-        return (inner, list(node.inputs)) if lowerable(inner) else None
-    if node.op in GPU_REDUCTIONS:
-        (x,) = node.inputs
-        return Composite(1, (), (x.dtype,)), [x]
-    if OPS[node.op].kind != "elemwise":
-        return None
-    inputs = [i for i in dict.fromkeys(node.inputs) if not (i.op == "constant" and i.ndim == 0)]
-    slot = {id(i): k for k, i in enumerate(inputs)}
-    steps, dtypes = [], [i.dtype for i in inputs]
-    for i in node.inputs:
-        if id(i) not in slot:
-            slot[id(i)] = len(inputs) + len(steps)
-            steps.append(("constant", (), (("value", i.attrs["value"]), ("weak", bool(i.attrs.get("weak"))))))
-            dtypes.append(i.dtype)
-    steps.append((node.op, tuple(slot[id(i)] for i in node.inputs), tuple(sorted(node.attrs.items()))))
-    inner = Composite(len(inputs), tuple(steps), tuple(dtypes) + (node.dtype,))
-    return (inner, inputs) if lowerable(inner) else None
-
-
 def cuda_kernel_spec(node: Node, name: str) -> tuple[KernelSpec, list[Node]] | None:
     """The GPU kernel for ``node``, or ``None`` when it runs on the host."""
-    found = composite_of(node)
+    found = composite_of(node, GPU_REDUCTIONS)
     if found is None:
         return None
     inner, reads = found
@@ -123,4 +98,4 @@ def emit_ptx(inputs: list[Node], outputs: list[Node], arch: str = "sm_90") -> st
     return host + to_ptx(module_ir(sched.specs), arch)
 
 
-__all__ = ["Schedule", "composite_of", "cuda_kernel_spec", "emit_ptx", "module_ir", "schedule"]
+__all__ = ["Schedule", "cuda_kernel_spec", "emit_ptx", "module_ir", "schedule"]

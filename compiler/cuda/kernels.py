@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ..llvm.kernels import KernelSpec, _identity, accumulator_dtype
+from ..llvm.kernels import KernelSpec, _identity, accumulator_dtype, counted_loop
 from ..llvm.scalar import ScalarBuilder, cast, constant, emit_composite, ir_type, load_value, mem_type, store_value
 from ..ops.elementwise import LOWER
 
@@ -90,34 +90,8 @@ def kernel_symbols(spec: KernelSpec) -> list[str]:
 
 
 def _loop(b: ir.IRBuilder, fn: ir.Function, lo, hi, step, init: list, body, label: str) -> list:
-    """``for i in range(lo, hi, step): values = body(b, i, values)``; returns the final values."""
-    pre = b.block
-    loop = fn.append_basic_block(f"{label}.loop")
-    done = fn.append_basic_block(f"{label}.done")
-    b.cbranch(b.icmp_signed("<", lo, hi), loop, done)
-    b.position_at_end(loop)
-    i = b.phi(I64, "i")
-    i.add_incoming(lo, pre)
-    phis = []
-    for v in init:
-        phi = b.phi(v.type)
-        phi.add_incoming(v, pre)
-        phis.append(phi)
-    new = body(b, i, phis)
-    nxt = b.add(i, step, flags=["nsw"])
-    tail = b.block
-    i.add_incoming(nxt, tail)
-    for phi, v in zip(phis, new):
-        phi.add_incoming(v, tail)
-    b.cbranch(b.icmp_signed("<", nxt, hi), loop, done)
-    b.position_at_end(done)
-    out = []
-    for v0, v in zip(init, new):
-        phi = b.phi(v0.type)
-        phi.add_incoming(v0, pre)
-        phi.add_incoming(v, tail)
-        out.append(phi)
-    return out
+    """``for i in range(lo, hi, step)``: the CPU backend's loop builder with the step given first."""
+    return counted_loop(b, fn, lo, hi, init, body, label, step=step)
 
 
 def _i64(v: int) -> ir.Constant:

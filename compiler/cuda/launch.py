@@ -74,34 +74,4 @@ def final_launch(n_out: int, sm_count: int = 108) -> tuple[tuple, tuple]:
     return (max(1, min(_ceil_div(n_out, block), sm_count * BLOCKS_PER_SM)), 1), (block, 1, 1)
 
 
-def collapse(shape: tuple, strides: list[list[int]]) -> tuple[list[int], list[list[int]]]:
-    """Merge neighbouring dimensions that every operand and the C-contiguous output walk as one (fewer index
-    divisions per element), drop size-1 ones, and pad back to the same rank with leading size-1 dimensions (the
-    kernel's parameter count is fixed by its rank).
-
-    >>> collapse((2, 3, 4), [[12, 4, 1], [0, 0, 1]])
-    ([1, 6, 4], [[0, 4, 1], [0, 0, 1]])
-    """
-    nd = len(shape)
-    out_strides, step = [0] * nd, 1
-    for d in range(nd - 1, -1, -1):
-        out_strides[d], step = step, step * shape[d]
-    operands = [*strides, out_strides]
-    dims: list[int] = []
-    merged: list[list[int]] = [[] for _ in operands]
-    for d in range(nd):
-        if shape[d] == 1:
-            continue
-        if dims and all(m[-1] == st[d] * shape[d] for m, st in zip(merged, operands)):
-            dims[-1] *= shape[d]
-            for m, st in zip(merged, operands):
-                m[-1] = st[d]
-            continue
-        dims.append(shape[d])
-        for m, st in zip(merged, operands):
-            m.append(st[d])
-    pad = nd - len(dims)
-    return [1] * pad + dims, [[0] * pad + m for m in merged[:-1]]
-
-
-__all__ = ["collapse", "elementwise_launch", "final_launch", "reduction_block", "reduction_launch"]
+__all__ = ["elementwise_launch", "final_launch", "reduction_block", "reduction_launch"]

@@ -32,7 +32,10 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
+from ..graph import Node
 from ..ops.elementwise import LOWER
+from ..ops.fused import Composite
+from ..optable import OPS
 from .scalar import ScalarBuilder, cast, constant, emit_composite, ir_type, load_value, mem_type, store_value
 
 I32 = ir.IntType(32)
@@ -119,7 +122,7 @@ def _body(module: ir.Module, name: str, n_ptrs: int, extra: int) -> ir.Function:
     return fn
 
 
-def _loop(b: ir.IRBuilder, fn: ir.Function, lo, hi, init: list, body, label: str, step=None) -> list:
+def counted_loop(b: ir.IRBuilder, fn: ir.Function, lo, hi, init: list, body, label: str, step=None) -> list:
     """``for i in range(lo, hi, step): values = body(b, i, values)``; returns the final loop-carried values."""
     pre = b.block
     loop = fn.append_basic_block(f"{label}.loop")
@@ -152,7 +155,7 @@ def _loop(b: ir.IRBuilder, fn: ir.Function, lo, hi, init: list, body, label: str
 
 def _counted_loop(b: ir.IRBuilder, fn: ir.Function, lo, hi, emit, label: str):
     """``for i in [lo, hi): err |= emit(b, i)``; returns the OR of the per-iteration i32 error words."""
-    (err,) = _loop(b, fn, lo, hi, [ir.Constant(I32, 0)], lambda b, i, vs: [b.or_(vs[0], emit(b, i))], label)
+    (err,) = counted_loop(b, fn, lo, hi, [ir.Constant(I32, 0)], lambda b, i, vs: [b.or_(vs[0], emit(b, i))], label)
     return err
 
 
@@ -340,14 +343,14 @@ def _reduction(module: ir.Module, spec: KernelSpec) -> None:
                     index = b.add(b.mul(rr, inner_len), j)
                     return [b.select(take, v, st[0]), b.or_(st[1], err), b.select(take, index, st[2])]
 
-                return _loop(b, body, zero, inner_len, state, element, "r.arg")
+                return counted_loop(b, body, zero, inner_len, state, element, "r.arg")
             if not compensated:
 
                 def element(b, j, st):
                     v, err = value(b, bases, j)
                     return [combine(b, st[0], v), b.or_(st[1], err)]
 
-                return _loop(b, body, zero, inner_len, state, element, "r.inner")
+                return counted_loop(b, body, zero, inner_len, state, element, "r.inner")
 
             def block(b, jb, st):
                 hi = b.add(jb, ir.Constant(I64, SUM_BLOCK))
@@ -360,18 +363,18 @@ def _reduction(module: ir.Module, spec: KernelSpec) -> None:
                     v, err = value(b, bases, j)
                     return [b.fadd(blk[0], v, flags=fast), b.or_(blk[1], err)]
 
-                blk, err = _loop(b, body, jb, hi, [constant(acc_dtype, 0), st[1]], element, "r.block")
+                blk, err = counted_loop(b, body, jb, hi, [constant(acc_dtype, 0), st[1]], element, "r.block")
                 total, comp = st[0], st[2]
                 t = b.fadd(total, blk)
                 big = b.fcmp_ordered(">=", _fabs(b, total), _fabs(b, blk))
                 lost = b.select(big, b.fadd(b.fsub(total, t), blk), b.fadd(b.fsub(blk, t), total))
                 return [t, err, b.fadd(comp, lost)]
 
-            return _loop(b, body, zero, inner_len, state, block, "r.blocks", step=ir.Constant(I64, SUM_BLOCK))
+            return counted_loop(b, body, zero, inner_len, state, block, "r.blocks", step=ir.Constant(I64, SUM_BLOCK))
 
         init = [ident, ir.Constant(I32, 0)] + ([constant(acc_dtype, 0)] if compensated else [])
         init += [zero] if arg else []
-        state = _loop(b, body, zero, rows, init, row, "r.rows")
+        state = counted_loop(b, body, zero, rows, init, row, "r.rows")
         acc = state[0]
         if arg:
             acc, acc_dtype_ = state[2], "int64"
@@ -462,10 +465,10 @@ def _outer_reduction(module: ir.Module, spec: KernelSpec) -> None:
                 err = b.or_(err, b.zext(cond, I32))
             return [err]
 
-        (err,) = _loop(b, body, start, stop, [st[0]], element, "o.cols")
+        (err,) = counted_loop(b, body, start, stop, [st[0]], element, "o.cols")
         return [err]
 
-    (err,) = _loop(b, body, ir.Constant(I64, 0), rows, [err0], row, "o.rows")
+    (err,) = counted_loop(b, body, ir.Constant(I64, 0), rows, [err0], row, "o.rows")
     if r_ == "mean" and is_float:
 
         def scale(b, c):
@@ -502,7 +505,7 @@ def _prefetch_block(b: ir.IRBuilder, fn: ir.Function, bases: list, strides: list
         return st
 
     hi = b.select(when, ir.Constant(I64, SUM_BLOCK), ir.Constant(I64, 0))
-    _loop(b, fn, ir.Constant(I64, 0), hi, [], line, "prefetch", step=ir.Constant(I64, step))
+    counted_loop(b, fn, ir.Constant(I64, 0), hi, [], line, "prefetch", step=ir.Constant(I64, step))
 
 
 def _itemsize(dtype: str) -> int:
@@ -516,3 +519,30 @@ def _fabs(b: ir.IRBuilder, x):
 
 
 __all__ = ["KernelSpec", "build_module", "ir_type", "lowerable"]
+
+
+def composite_of(node: Node, reductions=()) -> tuple[Composite, list[Node]] | None:
+    """The Composite a node computes and the nodes it reads, or ``None`` if it has no LLVM lowering.
+
+    A single elementwise node is a one-step composite (scalar constants inlined, as fusion does); a plain
+    reduction among ``reductions`` (those the backend lowers) reduces the identity composite of its input.
+    """
+    if node.op in ("fused", "fused_reduce"):
+        inner = node.attrs["inner"]
+        return (inner, list(node.inputs)) if lowerable(inner) else None
+    if node.op in reductions:
+        (x,) = node.inputs
+        return Composite(1, (), (x.dtype,)), [x]
+    if OPS[node.op].kind != "elemwise":
+        return None
+    inputs = [i for i in dict.fromkeys(node.inputs) if not (i.op == "constant" and i.ndim == 0)]
+    slot = {id(i): k for k, i in enumerate(inputs)}
+    steps, dtypes = [], [i.dtype for i in inputs]
+    for i in node.inputs:
+        if id(i) not in slot:
+            slot[id(i)] = len(inputs) + len(steps)
+            steps.append(("constant", (), (("value", i.attrs["value"]), ("weak", bool(i.attrs.get("weak"))))))
+            dtypes.append(i.dtype)
+    steps.append((node.op, tuple(slot[id(i)] for i in node.inputs), tuple(sorted(node.attrs.items()))))
+    inner = Composite(len(inputs), tuple(steps), tuple(dtypes) + (node.dtype,))
+    return (inner, inputs) if lowerable(inner) else None

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from .kernels import SUM_BLOCK, _body, _entry, _fabs, _loop
+from .kernels import SUM_BLOCK, _body, _entry, _fabs, counted_loop
 from .scalar import ScalarBuilder, ir_type
 
 I32 = ir.IntType(32)
@@ -79,7 +79,7 @@ def build_row_kernel(module: ir.Module, spec) -> None:
         def bigger(b, j, st):
             return [s.intrinsic("maxnum", st[0], load(b, j))]
 
-        (m,) = _loop(b, body, zero, cols, [ir.Constant(ty, float("-inf"))], bigger, "row.max")
+        (m,) = counted_loop(b, body, zero, cols, [ir.Constant(ty, float("-inf"))], bigger, "row.max")
         if op == "logsumexp":
             # numpy's reference takes out 0 instead of an infinite (or nan) max
             finite = b.fcmp_ordered("<", _fabs(b, m), ir.Constant(ty, float("inf")))
@@ -105,7 +105,7 @@ def build_row_kernel(module: ir.Module, spec) -> None:
                 b.store(b.fdiv(b.load(p, typ=ty), t), p)
                 return []
 
-            _loop(b, body, zero, cols, [], lambda b, j, st: scale(b, j), "row.scale")
+            counted_loop(b, body, zero, cols, [], lambda b, j, st: scale(b, j), "row.scale")
         else:  # log_softmax: (x - m) - log(sum)
             lse = s.math("log", _narrow(b, total, ty))
 
@@ -113,10 +113,10 @@ def build_row_kernel(module: ir.Module, spec) -> None:
                 b.store(b.fsub(b.fsub(load(b, j), m), lse), b.gep(outr, [j], source_etype=ty))
                 return []
 
-            _loop(b, body, zero, cols, [], lambda b, j, st: shift(b, j), "row.shift")
+            counted_loop(b, body, zero, cols, [], lambda b, j, st: shift(b, j), "row.shift")
         return state
 
-    _loop(b, body, start, stop, [], row, "rows")
+    counted_loop(b, body, start, stop, [], row, "rows")
     b.ret(ir.Constant(I32, 0))
     _entry(module, f"{spec.name}_row", body, 2, 1)
 
@@ -139,7 +139,9 @@ def _sum(b: ir.IRBuilder, fn: ir.Function, length, value, ty) -> ir.Value:
         hi = b.add(jb, ir.Constant(I64, SUM_BLOCK))
         hi = b.select(b.icmp_signed("<", hi, length), hi, length)
         init = [ir.Constant(ty, 0.0)]
-        (blk,) = _loop(b, fn, jb, hi, init, lambda b, j, acc: [b.fadd(acc[0], value(b, j), flags=_FAST)], "sum.b")
+        (blk,) = counted_loop(
+            b, fn, jb, hi, init, lambda b, j, acc: [b.fadd(acc[0], value(b, j), flags=_FAST)], "sum.b"
+        )
         blk = _widen(b, blk)
         total, comp = st
         t = b.fadd(total, blk)
@@ -147,7 +149,7 @@ def _sum(b: ir.IRBuilder, fn: ir.Function, length, value, ty) -> ir.Value:
         lost = b.select(big, b.fadd(b.fsub(total, t), blk), b.fadd(b.fsub(blk, t), total))
         return [t, b.fadd(comp, lost)]
 
-    total, comp = _loop(
+    total, comp = counted_loop(
         b, fn, ir.Constant(I64, 0), length, [zero, zero], block, "sum", step=ir.Constant(I64, SUM_BLOCK)
     )
     finite = b.fcmp_ordered("<", _fabs(b, total), ir.Constant(F64, float("inf")))
