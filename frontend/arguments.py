@@ -21,7 +21,8 @@ def convert_argument(value, type_: TensorType, label: str) -> np.ndarray:
     """
     want = type_.np_dtype
     if isinstance(value, np.ndarray):
-        arr = value
+        # a subclass (np.matrix keeps 2-d through reductions) would change what the numpy reference ops return
+        arr = value if type(value) is np.ndarray else np.asarray(value)
     else:
         if isinstance(value, (str, bytes)) or value is None:
             raise GraphTypeError(f"{label}: expected {type_.short()} data, got {type(value).__name__} {value!r}")

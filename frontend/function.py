@@ -302,7 +302,8 @@ def shared(value, name=None, borrow=False, shape=None) -> SharedVariable:
     if isinstance(value, TensorVariable):
         raise TypeError("shared() takes a concrete value (array, number), not a symbolic variable")
     try:
-        arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+        # a subclass (np.matrix) becomes a plain view: the numpy reference ops must see ndarray semantics
+        arr = value if type(value) is np.ndarray else np.asarray(value)
     except (ValueError, TypeError, OverflowError) as exc:  # ragged lists and the like
         raise GraphTypeError(f"shared(): cannot make an array from {type(value).__name__}: {exc}") from None
     if arr.dtype.kind not in "biuf":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sympile.compiler.errors import GraphIndexError, GraphTypeError
-from sympile.compiler.graph import make_node
+from sympile.compiler.graph import make_node, user_source_line
 
 from .variable import TensorVariable, as_tensor_variable
 
@@ -42,12 +42,14 @@ def build_index(ndim: int, key) -> tuple[tuple, list]:
         if v is None:
             return None
         if isinstance(v, (bool, np.bool_)):
-            raise GraphTypeError(f"slice bounds must be integers or None, got {v!r}")
+            raise GraphTypeError(f"slice bounds must be integers or None, got {v!r} (at {user_source_line()})")
         if isinstance(v, (int, np.integer)):
             return int(v)
         if isinstance(v, TensorVariable):
             return ref(v)
-        raise GraphTypeError(f"slice bounds must be integers, None or integer scalars, got {v!r}")
+        raise GraphTypeError(
+            f"slice bounds must be integers, None or integer scalars, got {v!r} (at {user_source_line()})"
+        )
 
     spec = []
     for item in key:
@@ -66,10 +68,15 @@ def build_index(ndim: int, key) -> tuple[tuple, list]:
             spec.append(("slice", bound(item.start), bound(item.stop), bound(item.step)))
         else:
             if isinstance(item, (float, np.floating, str)):
-                raise GraphTypeError(f"indices must be integers, slices, None, ... or arrays, got {item!r}")
+                raise GraphTypeError(
+                    f"indices must be integers, slices, None, ... or arrays, got {item!r} (at {user_source_line()})"
+                )
             var = as_tensor_variable(item)
             if var.dtype not in ("bool",) and np.dtype(var.dtype).kind not in "iu":
-                raise GraphTypeError(f"arrays used as indices must be of integer or boolean type, got {var.dtype}")
+                raise GraphTypeError(
+                    f"arrays used as indices must be of integer or boolean type, got {var.type.short()}"
+                    f" (at {user_source_line()})"
+                )
             if var.ndim == 0 and var.dtype != "bool":
                 spec.append(("int", ref(var)))
             elif var.ndim == 0:

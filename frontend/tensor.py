@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from sympile.compiler.errors import GraphTypeError, GraphValueError
-from sympile.compiler.graph import constant_node
+from sympile.compiler.graph import constant_node, user_source_line
 from sympile.compiler.ops.elementwise import ELEMWISE
 from sympile.compiler.ops.inference import normalize_axis
 from sympile.compiler.types import as_dtype
@@ -284,7 +284,10 @@ def transpose(x, axes=None, *more_axes):
         axes = tuple(reversed(range(x.ndim)))
     axes = tuple(normalize_axis(a, x.ndim)[0] for a in axes)  # each in range (numpy's AxisError otherwise)
     if sorted(axes) != list(range(x.ndim)):
-        raise GraphValueError(f"axes {axes} are not a permutation of the {x.ndim} axes")
+        raise GraphValueError(
+            f"transpose({x.type.short()}): axes {axes} are not a permutation of the {x.ndim} axes"
+            f" (at {user_source_line()})"
+        )
     return dimshuffle(x, axes) if axes != tuple(range(x.ndim)) else x
 
 

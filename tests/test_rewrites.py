@@ -62,7 +62,7 @@ CASES = [
     ("mul_one", lambda x: x * 1, [MAT], False, None, "mul"),
     ("mul_one", lambda x: 1.0 * x, [MAT.astype("float32")], False, None, "mul"),
     ("div_one", lambda x: x / 1, [MAT], False, None, "true_div"),
-    ("add_zero", lambda x: 0 + x, [MAT], False, None, "add"),
+    ("add_zero", lambda x: -0.0 + x, [MAT], False, None, "add"),
     ("sub_zero", lambda x: x - 0.0, [MAT], False, None, "sub"),
     ("pow_one", lambda x: x**1, [MAT], False, None, "pow"),
     ("gradient_marker", lambda x: gradient.zero_grad(st.exp(gradient.disconnected_grad(x))), [MAT], False, "exp", None),

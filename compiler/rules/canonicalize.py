@@ -7,6 +7,8 @@ changes its dtype by promotion.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..graph import Node, const_value
 from ..optable import OPS
 from ..rewrite import P, Rule, constant_like
@@ -16,6 +18,18 @@ from .blocks import absorbed, as_dtype_of, mk, same_type
 def _identity(n: Node, x: Node, c: Node) -> Node | None:
     """x op c -> x when c is the op's identity element and leaves x's shape and dtype alone."""
     return x if absorbed(c, x) and same_type(n, x) else None
+
+
+def _signed_zero_identity(negative: bool):
+    """x+0 -> x (``negative=True``) and x-0 -> x for a zero that keeps float x's sign of zero: (-0.0)+(+0.0) is
+    +0.0 and (-0.0)-(-0.0) is +0.0, so for floats only x+(-0.0) and x-(+0.0) are x itself."""
+
+    def rewrite(n: Node, x: Node, c: Node) -> Node | None:
+        if np.dtype(n.dtype).kind == "f" and not np.all(np.signbit(const_value(c)) == negative):
+            return None
+        return _identity(n, x, c)
+
+    return rewrite
 
 
 def _compose_dimshuffle(n: Node, inner: Node, x: Node) -> Node:
@@ -92,10 +106,10 @@ RULES = [
     Rule("mul_one", P("mul", _x, P.const(1, name="c"), name="n"), _identity),
     # x/1 -> x
     Rule("div_one", P("true_div", _x, P.const(1, name="c"), name="n"), _identity),
-    # x+0 -> x
-    Rule("add_zero", P("add", _x, P.const(0, name="c"), name="n"), _identity),
-    # x-0 -> x
-    Rule("sub_zero", P("sub", _x, P.const(0, name="c"), name="n"), _identity),
+    # x+0 -> x   (for floats only x+(-0.0): -0.0+0.0 is +0.0)
+    Rule("add_zero", P("add", _x, P.const(0, name="c"), name="n"), _signed_zero_identity(negative=True)),
+    # x-0 -> x   (for floats only x-(+0.0))
+    Rule("sub_zero", P("sub", _x, P.const(0, name="c"), name="n"), _signed_zero_identity(negative=False)),
     # x**1 -> x
     Rule("pow_one", P("pow", _x, P.const(1, name="c"), name="n"), _identity),
     # zero_grad(x) -> x, disconnected_grad(x) -> x   (identities once gradients are built)
