@@ -19,10 +19,12 @@ array([1., 1., 1.])
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import dataclasses
 import functools
 import hashlib
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -48,8 +50,10 @@ CODEGEN_VERSION = "cpu-kernels-1"
 NATIVE_REDUCTIONS = (*FUSIBLE_REDUCTIONS, "argmax", "argmin")
 #: a reduction over leading axes keeping at least this many contiguous columns adds whole rows (kernels.py ``_o``)
 OUTER_MIN_COLUMNS = 16
-#: below this many elements a kernel runs on the calling thread (a thread hand-off costs ~10-50 us)
-PARALLEL_MIN_ELEMENTS = 1 << 16
+#: below this many elements a kernel runs on the calling thread. A hand-off costs ~10-50 us, and right after a BLAS
+#: call OpenBLAS's spinning worker holds the other core, so W4's 131k- and 401k-element kernels were measured slower
+#: split in two (tanh 236 vs 186 us, the weight update 169 vs 121 us) than on one thread
+PARALLEL_MIN_ELEMENTS = 1 << 19
 
 _KERNEL_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
 #: the same entry called without releasing the GIL: 0.4 us a call instead of 0.8, for kernels that finish at once
@@ -103,7 +107,11 @@ def _launch(fn, total: int, args: int, work: int, align: int) -> int:
     step = -(-step // align) * align
     bounds = [(s, min(s + step, total)) for s in range(step, total, step)]
     futures = [_pool(n).submit(fn, lo, hi, args) for lo, hi in bounds]
-    status = fn(0, min(step, total), args)  # the calling thread takes the first range
+    try:
+        status = fn(0, min(step, total), args)  # the calling thread takes the first range
+    finally:
+        # even on KeyboardInterrupt, no worker may outlive the argument buffer and arrays it reads
+        concurrent.futures.wait(futures)
     for f in futures:
         status |= f.result()
     return status
@@ -367,6 +375,90 @@ class _ShapeMemoStep:
 _NOTHING = object()
 
 
+class _NumpyStep:
+    """A node without a kernel: numpy's reference (``run_node``), with short paths for the common cheap cases of
+    a gradient's bookkeeping, which cost ~10-30 us each through the generic impl: a ``dimshuffle`` as a planned
+    view (index, transpose, index), a ``sum_to`` whose input already has the target shape (returned as it is).
+    Also 2-d ``matmul`` and ``alloc`` called directly (run_node's checks cost a few us and hold by construction).
+    Anything unusual (an input that is not an array, a dropped axis that is not 1) takes the generic path, which
+    gives numpy's values and the interpreter's errors."""
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.ids = [id(i) for i in node.inputs]
+        self.run = self.generic
+        if node.op == "dimshuffle":
+            self._plan_dimshuffle(node.attrs["new_order"], node.inputs[0].ndim)
+            self.run = self.dimshuffle
+        elif node.op == "sum_to":
+            self.run = self.sum_to
+        elif node.op == "matmul" and node.inputs[0].ndim == 2 == node.inputs[1].ndim:
+            self.run = self.matmul
+        elif node.op == "alloc":
+            self.run = self.alloc
+        self.dtype = np.dtype(node.dtype)
+
+    def generic(self, env: dict):
+        with np.errstate(all="ignore"):  # numpy's values (inf, nan), without warnings
+            return run_node(self.node, [env[i] for i in self.ids])
+
+    def _plan_dimshuffle(self, order: tuple, ndim: int) -> None:
+        kept = [d for d in order if d != "x"]
+        self.dropped = [d for d in range(ndim) if d not in kept]
+        # integer 0 drops a size-1 axis; the trailing Ellipsis keeps a 0-d result an array (not a numpy scalar)
+        self.drop_index = (*(0 if d in self.dropped else slice(None) for d in range(ndim)), Ellipsis)
+        renumbered = [d - sum(1 for e in self.dropped if e < d) for d in kept]
+        self.perm = tuple(renumbered) if renumbered != sorted(renumbered) else None
+        self.insert_index = tuple(None if d == "x" else slice(None) for d in order) if "x" in order else None
+
+    def dimshuffle(self, env: dict):
+        x = env[self.ids[0]]
+        if type(x) is not np.ndarray:
+            return self.generic(env)
+        if self.dropped:
+            shape = x.shape
+            for d in self.dropped:
+                if shape[d] != 1:
+                    return self.generic(env)  # numpy's squeeze error, in the interpreter's words
+            x = x[self.drop_index]
+        if self.perm is not None:
+            x = x.transpose(self.perm)
+        if self.insert_index is not None:
+            x = x[self.insert_index]
+        return x
+
+    def matmul(self, env: dict):
+        a, b = env[self.ids[0]], env[self.ids[1]]
+        if (
+            type(a) is np.ndarray
+            and type(b) is np.ndarray
+            and a.dtype == self.dtype
+            and b.dtype == self.dtype
+            and a.ndim == 2 == b.ndim
+            and a.shape[1] == b.shape[0]
+        ):
+            return np.matmul(a, b)  # the impl's call, without run_node's checks (they hold here by construction)
+        return self.generic(env)
+
+    def alloc(self, env: dict):
+        value = env[self.ids[0]]
+        if type(value) is np.ndarray and value.dtype == self.dtype:
+            try:
+                out = np.empty(tuple(int(env[i]) for i in self.ids[1:]), self.dtype)
+                out[...] = value
+                return out
+            except (ValueError, TypeError):
+                pass  # a negative dimension, a value that does not broadcast: the interpreter's error
+        return self.generic(env)
+
+    def sum_to(self, env: dict):
+        x = env[self.ids[0]]
+        target = env[self.ids[1]]
+        if type(x) is np.ndarray and type(target) is np.ndarray and x.shape == tuple(target.tolist()):
+            return x
+        return self.generic(env)
+
+
 class _KernelStep:
     """Runs one kernel node: allocate the output, pick the contiguous or strided entry point, launch."""
 
@@ -524,10 +616,10 @@ class _ReduceStep:
             out = self._outer(arrays, shape, reduced, n_out)
             if out is not None:
                 return out
-        threads = num_threads()
-        splittable = self.spec.reduce not in ("argmax", "argmin")
-        if splittable and threads > 1 and n_out < threads and n_out * reduced >= PARALLEL_MIN_ELEMENTS:
-            return self._split(arrays, shape, threads)
+        if n_out * reduced >= PARALLEL_MIN_ELEMENTS and self.spec.reduce not in ("argmax", "argmin"):
+            threads = num_threads()  # (an environment lookup: only where the split could pay)
+            if threads > 1 and n_out < threads:
+                return self._split(arrays, shape, threads)
         return self._reduce(arrays, shape, parallel=True)
 
     def _outer(self, arrays: list, shape: tuple, rows: int, cols: int) -> np.ndarray | None:
@@ -565,7 +657,8 @@ class _ReduceStep:
         meta = [*ptrs, data_pointer(out), *(shape[d] for d in perm), *strides]
         words = (ctypes.c_int64 * len(meta))(*meta)
         if parallel:
-            status = _launch(self.fn, out.size, ctypes.addressof(words), out.size * int(np.prod(shape)), 1)
+            # the work is the elements read (it was out.size times that: every small reduction went to threads)
+            status = _launch(self.fn, out.size, ctypes.addressof(words), math.prod(shape), 1)
         else:
             status = self.fn(0, out.size, ctypes.addressof(words))
         if status:
@@ -593,15 +686,20 @@ class _ReduceStep:
             sub_shape = shape[:axis] + (hi - lo,) + shape[axis + 1 :]
             parts.append((sub, sub_shape, hi - lo))
         futures = [_pool(threads).submit(self._reduce, sub, sub_shape, False) for sub, sub_shape, _ in parts[1:]]
-        results = [self._reduce(parts[0][0], parts[0][1], False)] + [f.result() for f in futures]
+        try:
+            first = self._reduce(parts[0][0], parts[0][1], False)
+        finally:
+            concurrent.futures.wait(futures)  # workers must finish before their arrays can be freed
+        results = [first] + [f.result() for f in futures]
         stacked = np.stack(results)
         reduce = self.spec.reduce
         with np.errstate(all="ignore"):
             if reduce == "mean":
-                weights = np.array([n for _, _, n in parts], dtype=stacked.dtype).reshape(
+                # combined in float64: float16 element counts would overflow to inf
+                weights = np.array([n for _, _, n in parts], dtype=np.float64).reshape(
                     (-1,) + (1,) * (stacked.ndim - 1)
                 )
-                return (np.sum(stacked * weights, axis=0) / length).astype(self.dtype)
+                return (np.sum(stacked.astype(np.float64) * weights, axis=0) / length).astype(self.dtype)
             combine = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min, "all": np.all, "any": np.any}
             return np.asarray(combine[reduce](stacked, axis=0), dtype=self.dtype)
 
@@ -711,6 +809,9 @@ class CpuProgram:
         bound = set(self._input_ids)
         self._unbound = [n for n in self.order if n.op == "input" and id(n) not in bound]
         self._plan = [(id(n), self._steps.get(id(n)), n) for n in self.order if not n.is_leaf]
+        # what run() calls, in order: (result key, step.run) with the numpy steps' short paths planned too
+        self._calls = [(key, (step or _NumpyStep(node)).run) for key, step, node in self._plan]
+        self._output_ids = [id(o) for o in self.outputs]
         self.fast = self._fast_entry()
         self.fast_exact = self._fast_exact_entry()
 
@@ -818,10 +919,6 @@ class CpuProgram:
         env.update(zip(self._shared_ids, shared))
         if self._unbound:
             raise GraphValueError(f"no value for input {self._unbound[0].describe()}")
-        for key, step, node in self._plan:
-            if step is not None:
-                env[key] = step.run(env)
-            else:
-                with np.errstate(all="ignore"):  # numpy's values (inf, nan), without warnings
-                    env[key] = run_node(node, [env[id(i)] for i in node.inputs])
-        return [np.asarray(env[id(o)]) for o in self.outputs]
+        for key, run in self._calls:
+            env[key] = run(env)
+        return [np.asarray(env[key]) for key in self._output_ids]

@@ -632,6 +632,26 @@ def _tanh_body(e: _Emit, x):
     return e.sel(e.isnan(x), x, res)
 
 
+def _tanh_f32_body(e: _Emit, x):
+    """float32 tanh, the hot activation of MLPs: _tanh_body with a leaner exp. For 0.625 <= |x| the argument of
+    exp is 2|x| clamped to 19 (beyond |x| = 9.5, 1 - 2/(e^2|x| + 1) rounds to 1 in float32), so no clamp to the
+    exp range, nan check or two-step scaling is needed: 2^n (n <= 28) is one exact multiply. Same polynomials,
+    same accuracy; ~30% fewer instructions per element."""
+    k = e.k
+    a = e.fabs(x)
+    z = e.mul(a, a)
+    small = e.fma(e.mul(a, z), e.poly(z, k.TANH), a)  # |x| < 5/8: odd polynomial
+    t = e.mul(2.0, e.minnum(a, 9.5))  # (minnum: a nan becomes 9.5 here; the last select returns the nan)
+    n = e.rint(e.mul(t, k.LOG2E))
+    r = e.fma(e.neg(n), k.LN2_LO, e.fma(e.neg(n), k.LN2_HI, t))
+    b = e.b
+    two_n = e.from_bits(b.shl(b.add(e.to_int(n), e.ci(k.bias)), e.ci(k.mant)))
+    ex = e.mul(e.add(1.0, _expm1_poly(e, r)), two_n)
+    big = e.sub(1.0, e.div(2.0, e.add(ex, 1.0)))  # 1 - 2/(e^2a + 1)
+    res = e.copysign(e.sel(e.cmp("olt", a, 0.625), small, big), x)
+    return e.sel(e.isnan(x), x, res)
+
+
 def _asinh_body(e: _Emit, x):
     a = e.fabs(x)
     huge = e.cmp("ogt", a, 2.0**28)
@@ -844,6 +864,8 @@ _BODIES: dict[str, tuple[int, Callable]] = {
 
 FUNCTIONS: tuple[str, ...] = tuple(_BODIES)
 
+#: float32 bodies of their own (cheaper than the type-generic one for float32's smaller range)
+_FLOAT32_OWN: dict[str, Callable] = {"tanh": _tanh_f32_body}
 _FLOAT32_VIA_DOUBLE: dict[str, Callable] = {"pow": lambda e, x, y: _pow_body(e, x, y, double_double=False)}
 
 # float32 functions computed in float32 (16 lanes per AVX-512 vector); the others compute in double and round.
@@ -868,6 +890,8 @@ def _function(module: ir.Module, name: str, ty: ir.Type) -> ir.Function:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     if ty == F64:
         b.ret(body(_Emit(b), *fn.args))
+    elif name in _FLOAT32_OWN:
+        b.ret(_FLOAT32_OWN[name](_Emit(b, _K32), *fn.args))
     elif name in FLOAT32_NATIVE:
         b.ret(body(_Emit(b, _K32), *fn.args))
     elif name in _FLOAT32_VIA_DOUBLE:  # a cheaper double computation that is still exact enough for float
