@@ -8,7 +8,9 @@ raise (an integer to a negative power). ``args`` is an array of 64-bit words:
   C-contiguous with the output's shape. This is the loop LLVM vectorizes.
 - ``{name}_s`` (strided, rank >= 1): ``args = [x0, ..., x{n-1}, out, shape[ndim], strides[n][ndim]]`` with
   strides in elements (0 broadcasts, negative allowed); the output is C-contiguous. Computes the rows
-  ``start <= r < stop`` of the output seen as ``(prod(shape[:-1]), shape[-1])``.
+  ``start <= r < stop`` of the output seen as ``(prod(shape[:-1]), shape[-1])``. Each row runs the contiguous
+  loop (``{name}_loop``, shared with ``{name}_c``, not inlined) on unit-stride blocks: inputs of inner stride 0
+  or of another stride are first copied into stack buffers (see _strided), so broadcasts vectorize too.
 
 - ``{name}_r`` (reductions): the kept axes first, the reduced ones last; one output element per index in
   ``[start, stop)``. Float sums add blocks of SUM_BLOCK with compensation; long ones prefetch ahead.
@@ -28,14 +30,18 @@ functions whose pointer arguments are ``noalias``: after inlining LLVM knows the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from llvmlite import ir
 
-from ..graph import Node
+from ..kernelspec import (  # noqa: F401  (re-exported: the backends import them from here)
+    OUTER_REDUCTIONS,
+    ROW_OPS,
+    KernelSpec,
+    accumulator_dtype,
+    composite_of,
+    has_outer_entry,
+    lowerable,
+)
 from ..ops.elementwise import LOWER
-from ..ops.fused import Composite
-from ..optable import OPS
 from .scalar import ScalarBuilder, cast, constant, emit_composite, ir_type, load_value, mem_type, store_value
 
 I32 = ir.IntType(32)
@@ -43,49 +49,11 @@ I64 = ir.IntType(64)
 PTR = ir.PointerType()
 
 
-@dataclass(frozen=True)
-class KernelSpec:
-    """One elementwise kernel: its name, the Composite, which inputs are statically scalar, the output rank."""
-
-    name: str
-    inner: object  # compiler.ops.fused.Composite
-    scalar_inputs: tuple
-    ndim: int
-    reduce: str | None = None  # sum, prod, max, min, mean, all or any: reduce the composite's values
-    axes: tuple = ()  # the reduced axes (of the ndim-rank iteration space)
-    out_dtype: str = ""  # a reduction's result dtype
-    ddof: float = 0  # var/std's delta degrees of freedom (row kernels, rows.py)
-
-    @property
-    def n_inputs(self) -> int:
-        return self.inner.n_inputs
-
-    @property
-    def symbols(self) -> list[str]:
-        """The exported entry points."""
-        if self.reduce in _row_ops():
-            return [f"{self.name}_row"]
-        if self.reduce:
-            return [f"{self.name}_r"] + ([f"{self.name}_o"] if has_outer_entry(self) else [])
-        return [f"{self.name}_c"] + ([f"{self.name}_s"] if self.ndim else [])
-
-
-def _row_ops() -> dict:
-    from .rows import ROW_OPS  # noqa: PLC0415  (rows.py builds on this module)
-
-    return ROW_OPS
-
-
-def lowerable(inner) -> bool:
-    """Whether every step of a Composite has a scalar lowering."""
-    return all(op == "constant" or op in LOWER for op, _, _ in inner.steps)
-
-
 def build_module(specs: list[KernelSpec], name: str = "sympile") -> ir.Module:
     """An IR module holding both entry points of every kernel in ``specs``."""
     module = ir.Module(name=name)
     for spec in specs:
-        if spec.reduce in _row_ops():
+        if spec.reduce in ROW_OPS:
             from .rows import build_row_kernel  # noqa: PLC0415  (rows.py builds on this module)
 
             build_row_kernel(module, spec)
@@ -122,8 +90,13 @@ def _body(module: ir.Module, name: str, n_ptrs: int, extra: int) -> ir.Function:
     return fn
 
 
-def counted_loop(b: ir.IRBuilder, fn: ir.Function, lo, hi, init: list, body, label: str, step=None) -> list:
-    """``for i in range(lo, hi, step): values = body(b, i, values)``; returns the final loop-carried values."""
+def counted_loop(
+    b: ir.IRBuilder, fn: ir.Function, lo, hi, init: list, body, label: str, step=None, hints: tuple = ()
+) -> list:
+    """``for i in range(lo, hi, step): values = body(b, i, values)``; returns the final loop-carried values.
+
+    ``hints``: ``llvm.loop`` properties for the optimizer, e.g. ``(("llvm.loop.unroll.disable",),)``.
+    """
     pre = b.block
     loop = fn.append_basic_block(f"{label}.loop")
     done = fn.append_basic_block(f"{label}.done")
@@ -142,7 +115,9 @@ def counted_loop(b: ir.IRBuilder, fn: ir.Function, lo, hi, init: list, body, lab
     i.add_incoming(nxt, tail)
     for phi, v in zip(phis, new):
         phi.add_incoming(v, tail)
-    b.cbranch(b.icmp_signed("<", nxt, hi), loop, done)
+    latch = b.cbranch(b.icmp_signed("<", nxt, hi), loop, done)
+    if hints:
+        latch.set_metadata("llvm.loop", _loop_id(b.module, hints))
     b.position_at_end(done)
     out = []
     for v0, v in zip(init, new):
@@ -151,6 +126,20 @@ def counted_loop(b: ir.IRBuilder, fn: ir.Function, lo, hi, init: list, body, lab
         phi.add_incoming(v, tail)
         out.append(phi)
     return out
+
+
+def _loop_id(module: ir.Module, hints: tuple) -> ir.MDValue:
+    """A new loop ID ``!N = !{!N, !{"property", value...}, ...}`` (LLVM wants the self-reference first;
+    llvmlite has no helper for it, so the node's operands are set after it exists)."""
+    props = [module.add_metadata(list(h)) for h in hints]
+    node = ir.MDValue(module, props, name=str(len(module.metadata)))
+    node.operands = (node, *props)
+    return node
+
+
+#: a copy loop the vectorizer and unroller leave alone: vector code for it never runs (or barely pays) and
+#: doubled the strided entry's compile time
+_PLAIN_LOOP = (("llvm.loop.vectorize.enable", ir.Constant(ir.IntType(1), 0)), ("llvm.loop.unroll.disable",))
 
 
 def _counted_loop(b: ir.IRBuilder, fn: ir.Function, lo, hi, emit, label: str):
@@ -187,11 +176,50 @@ def _contiguous(module: ir.Module, spec: KernelSpec) -> None:
 
     # a plain counted loop: blocking it and prefetching the next block (as loops.py does) ran W1 25% slower here
     b.ret(_counted_loop(b, body, start, stop, step, "c"))
-    _entry(module, f"{spec.name}_c", body, n + 1, 0)
+    _entry(module, f"{spec.name}_c", _loop_function(module, spec), n + 1, 0)
+
+
+#: the strided entry computes a row in blocks of this many elements where some input's inner stride is not 1
+#: (2 KiB of stack per input at most): such inputs are first copied into a buffer of their own (a broadcast one
+#: filled once per row), so the loop that computes always reads unit strides and LLVM vectorizes it
+STRIDED_BLOCK = 256
+
+
+def _loop_function(module: ir.Module, spec: KernelSpec) -> ir.Function:
+    """``{name}_loop``: the contiguous loop as a function of its own (not inlined), defined once per kernel.
+
+    ``{name}_c`` calls it over its range and ``{name}_s`` per block of a row: the composite is optimized and
+    vectorized once per kernel, and inside the strided entry's row and block loops its vector loop keeps the
+    registers to itself (inlined there it reloaded its constants from memory and spilled its pointers: 20%
+    slower than the contiguous entry)."""
+    name = f"{spec.name}_loop"
+    if name in module.globals:
+        return module.globals[name]
+    n = spec.n_inputs
+    fn = ir.Function(module, ir.FunctionType(I32, [I64, I64] + [PTR] * (n + 1)), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    fn.attributes.add("nounwind")
+    for arg in fn.args[2:]:
+        arg.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    b.ret(b.call(module.globals[f"{spec.name}_cbody"], list(fn.args)))
+    return fn
 
 
 def _strided(module: ir.Module, spec: KernelSpec) -> None:
+    """``{name}_s``: rows of a broadcast/strided iteration space, each computed by one vectorizable loop.
+
+    A row whose inputs all have inner stride 1 is one block read in place (a bias row: ``x + b``). Otherwise
+    the row goes in blocks of STRIDED_BLOCK, and each input of inner stride other than 1 is read from a stack
+    buffer: a stride-0 input (a column ``(n, 1)``, a runtime scalar) has its buffer filled once per row, an input
+    of any other stride (a transposed one) is gathered into it per block. The copies are cheap next to a
+    composite computed one element at a time, which is what a loop over variable strides becomes (LLVM only
+    vectorizes stride 1). Each block is one call of _loop_function. Statically scalar
+    inputs are read once. Row offsets are carried from row to row (no division per row).
+    """
     n, nd = spec.n_inputs, spec.ndim
+    loop_fn = _loop_function(module, spec)
     body = _body(module, f"{spec.name}_sbody", n + 1, 1)
     start, stop, *ptrs, meta = body.args
     b = ir.IRBuilder(body.append_basic_block("entry"))
@@ -203,46 +231,93 @@ def _strided(module: ir.Module, spec: KernelSpec) -> None:
     strides = [[word(nd + k * nd + d) for d in range(nd)] for k in range(n)]
     inner_len = shape[-1]
     dtypes = spec.inner.dtypes[:n]
+    mtys = [mem_type(d) for d in dtypes]
     out_ty = mem_type(spec.inner.dtype)
+    zero, one = ir.Constant(I64, 0), ir.Constant(I64, 1)
+    block = ir.Constant(I64, STRIDED_BLOCK)
+    fixed = {k: load_value(b, ptrs[k], dtypes[k]) for k in range(n) if spec.scalar_inputs[k]}
+    walk = [k for k in range(n) if k not in fixed]
+    step = {k: strides[k][nd - 1] for k in walk}
+    unit = {k: b.icmp_signed("==", step[k], one) for k in walk}
+    bcast = {k: b.icmp_signed("==", step[k], zero) for k in walk}
+    gather = {k: b.not_(b.or_(unit[k], bcast[k])) for k in walk}
+    all_unit, any_bcast = ir.Constant(ir.IntType(1), 1), ir.Constant(ir.IntType(1), 0)
+    for k in walk:
+        all_unit, any_bcast = b.and_(all_unit, unit[k]), b.or_(any_bcast, bcast[k])
+    short = b.select(b.icmp_signed("<", inner_len, block), inner_len, block)
+    blk = b.select(all_unit, inner_len, short)  # one block per row where no input needs a buffer
+    buffers = {}
+    for k in walk:
+        buffers[k] = b.alloca(mtys[k], size=block)
+        buffers[k].align = 64
 
-    def row(b: ir.IRBuilder, r):
-        # offsets of row r: unravel r over shape[:-1] (a few divisions per row, none per element)
-        offsets = [ir.Constant(I64, 0)] * n
-        rem = r
-        for d in range(nd - 2, -1, -1):
-            idx = b.urem(rem, shape[d])
-            rem = b.udiv(rem, shape[d])
-            offsets = [b.add(off, b.mul(idx, strides[k][d])) for k, off in enumerate(offsets)]
-        bases = [b.gep(ptrs[k], [offsets[k]], source_etype=mem_type(dtypes[k])) for k in range(n)]
+    # the multi-index of row `start` over shape[:-1] and each input's offset there: divisions once per call
+    idx0, offsets0, rem = [zero] * (nd - 1), [zero] * len(walk), start
+    for d in range(nd - 2, -1, -1):
+        i = b.urem(rem, shape[d]) if d else rem  # (the row index is below prod(shape[:-1]): no division at d=0)
+        rem = b.udiv(rem, shape[d]) if d else rem
+        idx0[d] = i
+        offsets0 = [b.add(off, b.mul(i, strides[k][d])) for k, off in zip(walk, offsets0)]
+
+    def row(b: ir.IRBuilder, r, state):
+        idx, offsets = state[: nd - 1], state[nd - 1 : nd - 1 + len(walk)]
+        err = state[-1]
+        bases = {k: b.gep(ptrs[k], [off], source_etype=mtys[k]) for k, off in zip(walk, offsets)}
         out_base = b.gep(ptrs[n], [b.mul(r, inner_len)], source_etype=out_ty)
+        # where an input has inner stride 0, every buffer gets its input's first value of the row: one loop
+        # with one condition (a loop per input made LLVM unswitch the row loop into 2^n copies); the buffers of
+        # the other inputs are unused or gathered again below
+        firsts = {k: b.load(bases[k], typ=mtys[k]) for k in walk}
 
-        def element(b: ir.IRBuilder, j):
-            values = [
-                load_value(
-                    b, b.gep(bases[k], [b.mul(j, strides[k][nd - 1])], source_etype=mem_type(dtypes[k])), dtypes[k]
-                )
-                for k in range(n)
+        def fill(b, t, st):
+            for k in walk:
+                b.store(firsts[k], b.gep(buffers[k], [t], source_etype=mtys[k]))
+            return st
+
+        counted_loop(b, body, zero, b.select(any_bcast, block, zero), [], fill, "s.fill")
+
+        def chunk(b: ir.IRBuilder, jb, st):
+            rest = b.sub(inner_len, jb)
+            length = b.select(b.icmp_signed("<", rest, blk), rest, blk)
+            reads = {}
+            for k in walk:  # an input of another inner stride: gathered into its buffer
+
+                def copy(b, t, cst, k=k):
+                    at = b.mul(b.add(jb, t), step[k])
+                    v = b.load(b.gep(bases[k], [at], source_etype=mtys[k]), typ=mtys[k])
+                    b.store(v, b.gep(buffers[k], [t], source_etype=mtys[k]))
+                    return cst
+
+                counted_loop(b, body, zero, b.select(gather[k], length, zero), [], copy, "s.gather", hints=_PLAIN_LOOP)
+                reads[k] = b.select(unit[k], b.gep(bases[k], [jb], source_etype=mtys[k]), buffers[k])
+            out_at = b.gep(out_base, [jb], source_etype=out_ty)
+            args = [reads.get(k, ptrs[k]) for k in range(n)]
+            return [b.or_(st[0], b.call(loop_fn, [zero, length, *args, out_at]))]
+
+        (err,) = counted_loop(b, body, zero, inner_len, [err], chunk, "s.blocks", step=blk)
+        # next row: step the last row axis, carrying into the outer ones (selects: no division)
+        carry = ir.Constant(ir.IntType(1), 1)
+        new_idx = list(idx)
+        for d in range(nd - 2, -1, -1):
+            bumped = b.add(idx[d], one)
+            wrap = b.and_(carry, b.icmp_signed("==", bumped, shape[d]))
+            moved = b.and_(carry, b.not_(wrap))
+            new_idx[d] = b.select(wrap, zero, b.select(carry, bumped, idx[d]))
+            back = b.mul(idx[d], ir.Constant(I64, -1))  # wrapping from shape[d]-1 to 0
+            offsets = [
+                b.add(off, b.select(moved, strides[k][d], b.select(wrap, b.mul(back, strides[k][d]), zero)))
+                for k, off in zip(walk, offsets)
             ]
-            return _compute(b, spec, values, b.gep(out_base, [j], source_etype=out_ty))
+            carry = wrap
+        return [*new_idx, *offsets, err]
 
-        return _counted_loop(b, body, ir.Constant(I64, 0), inner_len, element, "s.inner")
-
-    b.ret(_counted_loop(b, body, start, stop, row, "s.outer"))
+    state = counted_loop(b, body, start, stop, [*idx0, *offsets0, ir.Constant(I32, 0)], row, "s.outer")
+    b.ret(state[-1])
     _entry(module, f"{spec.name}_s", body, n + 1, 1)
 
 
 #: numpy's pairwise summation bottoms out in blocks of 128; ours adds blocks with compensation
 SUM_BLOCK = 128
-
-
-def accumulator_dtype(reduce: str, out_dtype: str, in_dtype: str) -> str:
-    """What a reduction accumulates in: its result dtype, but float32 for float16 (as numpy's half loops);
-    argmax/argmin keep the best value so far, in the input's dtype."""
-    if reduce in ("all", "any"):
-        return "bool"
-    if reduce in ("argmax", "argmin"):
-        return in_dtype
-    return "float32" if out_dtype == "float16" else out_dtype
 
 
 def _identity(reduce: str, dtype: str):
@@ -398,17 +473,6 @@ def _reduction(module: ir.Module, spec: KernelSpec) -> None:
 
 
 #: reductions with an ``_o`` entry (reduced axes leading, kept ones contiguous): the result accumulates in place
-OUTER_REDUCTIONS = ("sum", "mean", "prod", "max", "min")
-
-
-def has_outer_entry(spec: KernelSpec) -> bool:
-    """Whether ``spec`` gets the ``{name}_o`` entry: it accumulates in the output itself, so only where the
-    accumulator dtype is the result dtype."""
-    if spec.reduce not in OUTER_REDUCTIONS:
-        return False
-    return accumulator_dtype(spec.reduce, spec.out_dtype, spec.inner.dtype) == spec.out_dtype
-
-
 def _outer_reduction(module: ir.Module, spec: KernelSpec) -> None:
     """``{name}_o``: the inputs seen as C-contiguous ``(rows, cols)`` (statically scalar ones read once), reduced
     over the rows: ``args = [x0, ..., out, rows, cols]``; computes ``out[c]`` for ``start <= c < stop``.
@@ -519,30 +583,3 @@ def _fabs(b: ir.IRBuilder, x):
 
 
 __all__ = ["KernelSpec", "build_module", "ir_type", "lowerable"]
-
-
-def composite_of(node: Node, reductions=()) -> tuple[Composite, list[Node]] | None:
-    """The Composite a node computes and the nodes it reads, or ``None`` if it has no LLVM lowering.
-
-    A single elementwise node is a one-step composite (scalar constants inlined, as fusion does); a plain
-    reduction among ``reductions`` (those the backend lowers) reduces the identity composite of its input.
-    """
-    if node.op in ("fused", "fused_reduce"):
-        inner = node.attrs["inner"]
-        return (inner, list(node.inputs)) if lowerable(inner) else None
-    if node.op in reductions:
-        (x,) = node.inputs
-        return Composite(1, (), (x.dtype,)), [x]
-    if OPS[node.op].kind != "elemwise":
-        return None
-    inputs = [i for i in dict.fromkeys(node.inputs) if not (i.op == "constant" and i.ndim == 0)]
-    slot = {id(i): k for k, i in enumerate(inputs)}
-    steps, dtypes = [], [i.dtype for i in inputs]
-    for i in node.inputs:
-        if id(i) not in slot:
-            slot[id(i)] = len(inputs) + len(steps)
-            steps.append(("constant", (), (("value", i.attrs["value"]), ("weak", bool(i.attrs.get("weak"))))))
-            dtypes.append(i.dtype)
-    steps.append((node.op, tuple(slot[id(i)] for i in node.inputs), tuple(sorted(node.attrs.items()))))
-    inner = Composite(len(inputs), tuple(steps), tuple(dtypes) + (node.dtype,))
-    return (inner, inputs) if lowerable(inner) else None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from ..kernelspec import ROW_DTYPES, ROW_OPS  # noqa: F401  (ops with a row kernel: re-exported)
 from .kernels import SUM_BLOCK, _body, _entry, _fabs, counted_loop
 from .scalar import ScalarBuilder, ir_type
 
@@ -32,10 +33,6 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 F64 = ir.DoubleType()
 
-#: the ops with a row kernel, and whether they keep the row's shape (else: one value per row)
-ROW_OPS = {"softmax": True, "log_softmax": True, "logsumexp": False, "var": False, "std": False}
-#: the element dtypes the row kernels take (others run through numpy)
-ROW_DTYPES = ("float32", "float64")
 _FAST = ("reassoc", "nsz")
 
 

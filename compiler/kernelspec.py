@@ -1,0 +1,109 @@
+"""What a kernel computes, independent of any code generator: :class:`KernelSpec` and :func:`composite_of`.
+
+The CPU (``compiler/llvm``) and CUDA (``compiler/cuda``) backends schedule a graph into kernels with these. This
+module imports no llvmlite, so a program whose object code comes from the disk cache is scheduled and loaded
+without loading LLVM (about 25 ms of start-up).
+
+>>> from sympile.compiler.graph import input_node, make_node
+>>> x = input_node("float64", (None,), name="x")
+>>> inner, reads = composite_of(make_node("exp", [x]))
+>>> inner.describe(), reads == [x]
+('exp(i0)', True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .graph import Node
+from .ops.elementwise import LOWER
+from .ops.fused import Composite
+from .optable import OPS
+
+#: row kernels (compiler/llvm/rows.py): op -> whether the result has the input's shape
+ROW_OPS = {"softmax": True, "log_softmax": True, "logsumexp": False, "var": False, "std": False}
+#: the element dtypes the row kernels take (others run through numpy)
+ROW_DTYPES = ("float32", "float64")
+#: reductions with an ``_o`` entry (whole rows combined into the output) when over leading axes
+OUTER_REDUCTIONS = ("sum", "mean", "prod", "max", "min")
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One elementwise kernel: its name, the Composite, which inputs are statically scalar, the output rank."""
+
+    name: str
+    inner: object  # compiler.ops.fused.Composite
+    scalar_inputs: tuple
+    ndim: int
+    reduce: str | None = None  # sum, prod, max, min, mean, all or any: reduce the composite's values
+    axes: tuple = ()  # the reduced axes (of the ndim-rank iteration space)
+    out_dtype: str = ""  # a reduction's result dtype
+    ddof: float = 0  # var/std's delta degrees of freedom (row kernels, rows.py)
+
+    @property
+    def n_inputs(self) -> int:
+        return self.inner.n_inputs
+
+    @property
+    def symbols(self) -> list[str]:
+        """The exported entry points."""
+        if self.reduce in ROW_OPS:
+            return [f"{self.name}_row"]
+        if self.reduce:
+            return [f"{self.name}_r"] + ([f"{self.name}_o"] if has_outer_entry(self) else [])
+        return [f"{self.name}_c"] + ([f"{self.name}_s"] if self.ndim else [])
+
+
+def accumulator_dtype(reduce: str, out_dtype: str, in_dtype: str) -> str:
+    """What a reduction accumulates in: its result dtype, but float32 for float16 (as numpy's half loops);
+    argmax/argmin keep the best value so far, in the input's dtype.
+
+    >>> accumulator_dtype("sum", "float16", "float16")
+    'float32'
+    """
+    if reduce in ("all", "any"):
+        return "bool"
+    if reduce in ("argmax", "argmin"):
+        return in_dtype
+    return "float32" if out_dtype == "float16" else out_dtype
+
+
+def has_outer_entry(spec: KernelSpec) -> bool:
+    """Whether ``spec`` gets the ``{name}_o`` entry: it accumulates in the output itself, so only where the
+    accumulator dtype is the result dtype."""
+    if spec.reduce not in OUTER_REDUCTIONS:
+        return False
+    return accumulator_dtype(spec.reduce, spec.out_dtype, spec.inner.dtype) == spec.out_dtype
+
+
+def lowerable(inner) -> bool:
+    """Whether every step of a Composite has a scalar lowering."""
+    return all(op == "constant" or op in LOWER for op, _, _ in inner.steps)
+
+
+def composite_of(node: Node, reductions=()) -> tuple[Composite, list[Node]] | None:
+    """The Composite a node computes and the nodes it reads, or ``None`` if it has no LLVM lowering.
+
+    A single elementwise node is a one-step composite (scalar constants inlined, as fusion does); a plain
+    reduction among ``reductions`` (those the backend lowers) reduces the identity composite of its input.
+    """
+    if node.op in ("fused", "fused_reduce"):
+        inner = node.attrs["inner"]
+        return (inner, list(node.inputs)) if lowerable(inner) else None
+    if node.op in reductions:
+        (x,) = node.inputs
+        return Composite(1, (), (x.dtype,)), [x]
+    if OPS[node.op].kind != "elemwise":
+        return None
+    inputs = [i for i in dict.fromkeys(node.inputs) if not (i.op == "constant" and i.ndim == 0)]
+    slot = {id(i): k for k, i in enumerate(inputs)}
+    steps, dtypes = [], [i.dtype for i in inputs]
+    for i in node.inputs:
+        if id(i) not in slot:
+            slot[id(i)] = len(inputs) + len(steps)
+            steps.append(("constant", (), (("value", i.attrs["value"]), ("weak", bool(i.attrs.get("weak"))))))
+            dtypes.append(i.dtype)
+    steps.append((node.op, tuple(slot[id(i)] for i in node.inputs), tuple(sorted(node.attrs.items()))))
+    inner = Composite(len(inputs), tuple(steps), tuple(dtypes) + (node.dtype,))
+    return (inner, inputs) if lowerable(inner) else None
