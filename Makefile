@@ -28,7 +28,10 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
+# compileall: byte-code as pip writes it for a regular install (the editable one, with PYTHONDONTWRITEBYTECODE=1,
+# would recompile every module in each process that W5 starts: ~15 ms of Python, not of sympile's loading)
 bench: $(BENCH_STAMP)
+	$(BIN)/python -m compileall -q frontend compiler runtime > /dev/null
 	$(BIN)/python bench/run.py
 
 clean:

@@ -31,17 +31,26 @@ _uid = itertools.count()
 
 def register_internal_dir(path: str) -> None:
     INTERNAL_DIRS.add(os.path.dirname(os.path.abspath(path)))
+    _internal_files.clear()
 
 
 def user_source_line() -> str:
     """``file:line`` of the innermost caller outside sympile, or ``'<unknown>'``."""
     frame = sys._getframe(1)
+    internal = _internal_files
     while frame is not None:
         filename = frame.f_code.co_filename
-        if os.path.dirname(os.path.abspath(filename)) not in INTERNAL_DIRS:
+        known = internal.get(filename)
+        if known is None:  # each file is looked at once: abspath costs ~2 us, and every node asks
+            known = internal[filename] = os.path.dirname(os.path.abspath(filename)) in INTERNAL_DIRS
+        if not known:
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"
+
+
+#: co_filename -> whether it lies in one of INTERNAL_DIRS (cleared when a directory is registered)
+_internal_files: dict[str, bool] = {}
 
 
 class ConstValue:

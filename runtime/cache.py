@@ -35,7 +35,6 @@ import json
 import os
 import re
 import struct
-import tempfile
 import threading
 import time
 import warnings
@@ -68,7 +67,8 @@ def cache_key(canonical_text: str, target: Mapping, versions: Mapping) -> str:
     """A sha256 hex digest of the complete key: graph text, target and versions.
 
     The parts are serialized as JSON with sorted keys, so dict order never changes the key and no two
-    different keys serialize alike. ``target`` needs ``triple``, ``cpu`` and ``features``; ``versions`` needs
+    different keys serialize alike. ``target`` needs ``triple``, ``cpu`` and ``features``, or ``host`` (the CPU as
+    the OS reports it, from which LLVM derives those: runtime/host.py); ``versions`` needs
     ``sympile`` and ``llvmlite``; any extra fields (e.g. an optimization level) are part of the key too.
 
     >>> t = {"triple": "x86_64-unknown-linux-gnu", "cpu": "znver4", "features": ""}
@@ -81,7 +81,7 @@ def cache_key(canonical_text: str, target: Mapping, versions: Mapping) -> str:
     if not isinstance(canonical_text, str):
         raise TypeError(f"cache_key: canonical_text must be str, got {type(canonical_text).__name__}")
     for what, part, required in (
-        ("target", target, REQUIRED_TARGET_FIELDS),
+        ("target", target, ("host",) if "host" in target else REQUIRED_TARGET_FIELDS),
         ("versions", versions, REQUIRED_VERSION_FIELDS),
     ):
         missing = [f for f in required if f not in part]
@@ -360,6 +360,8 @@ class DiskCache:
             return
         tmp = None
         try:
+            import tempfile  # noqa: PLC0415  (~3 ms to import: only a process that writes an entry pays it)
+
             fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=ENTRY_SUFFIX + ".part", dir=self.directory)
             with os.fdopen(fd, "wb") as f:
                 f.write(encode_entry(key, data))

@@ -19,13 +19,13 @@ array([1., 1., 1.])
 
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 import dataclasses
 import functools
 import hashlib
 import math
 import os
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -33,15 +33,14 @@ import numpy as np
 
 from sympile.compiler.errors import GraphValueError
 from sympile.compiler.graph import Node, canonical_text, toposort
+from sympile.compiler.kernelspec import ROW_DTYPES, ROW_OPS, KernelSpec, composite_of
 from sympile.compiler.layout import collapse_dims
-from sympile.compiler.llvm import target as llvm_target
-from sympile.compiler.llvm.kernels import KernelSpec, build_module, composite_of
-from sympile.compiler.llvm.rows import ROW_DTYPES, ROW_OPS
 from sympile.compiler.ops.fused import FUSIBLE_REDUCTIONS, Composite
 from sympile.compiler.optable import OPS
 from sympile.compiler.types import broadcast_shapes
 
 from .cache import MemoryCache, cache_key, default_disk_cache, default_versions, memory_key
+from .host import cpu_fingerprint
 from .interpreter import broadcast_or_raise, leaf_value, run_node
 
 #: bump when the generated code changes, so stale cached objects are never loaded
@@ -92,6 +91,12 @@ def _pool(n: int):
         return pool
 
 
+def _wait(futures) -> None:
+    import concurrent.futures  # noqa: PLC0415  (loaded with the pool, on first use)
+
+    concurrent.futures.wait(futures)
+
+
 def _launch(fn, total: int, args: int, work: int, align: int) -> int:
     """Call ``fn(start, stop, args)`` over ``[0, total)``, split across threads when ``work`` is large.
 
@@ -111,7 +116,7 @@ def _launch(fn, total: int, args: int, work: int, align: int) -> int:
         status = fn(0, min(step, total), args)  # the calling thread takes the first range
     finally:
         # even on KeyboardInterrupt, no worker may outlive the argument buffer and arrays it reads
-        concurrent.futures.wait(futures)
+        _wait(futures)
     for f in futures:
         status |= f.result()
     return status
@@ -128,6 +133,9 @@ class Kernel:
 
     @functools.cached_property
     def _module(self):
+        from sympile.compiler.llvm import target as llvm_target  # noqa: PLC0415  (LLVM loads on first use)
+        from sympile.compiler.llvm.kernels import build_module  # noqa: PLC0415
+
         mod = llvm_target.parse_and_verify(str(build_module([self.spec], self.name)))
         return llvm_target.optimize(mod)
 
@@ -137,6 +145,8 @@ class Kernel:
 
     @functools.cached_property
     def asm(self) -> str:
+        from sympile.compiler.llvm import target as llvm_target  # noqa: PLC0415
+
         return llvm_target.emit_asm(self._module)
 
     def __repr__(self):
@@ -183,10 +193,34 @@ def _versions() -> dict:
 
 @functools.cache
 def _target_fields() -> dict:
-    triple, cpu, features = llvm_target.target_key()
+    """The target part of the cache keys: the host CPU as the OS reports it (host.py; LLVM derives its triple,
+    CPU name and features from the same facts, so this needs no LLVM), else LLVM's own (triple, cpu, features)."""
+    fingerprint = cpu_fingerprint()
+    if fingerprint is not None:
+        host = {"host": fingerprint}
+    else:
+        from sympile.compiler.llvm import target as llvm_target  # noqa: PLC0415
+
+        triple, cpu, features = llvm_target.target_key()
+        host = {"triple": triple, "cpu": cpu, "features": features}
     # the array-object entries (entries.py) read numpy's data pointer at this offset: it is part of the code
-    return {"triple": triple, "cpu": cpu, "features": features, "codegen": codegen_fingerprint(),
-            "array_data_offset": str(_DATA_OFFSET)}  # fmt: skip
+    return {**host, "codegen": codegen_fingerprint(), "array_data_offset": str(_DATA_OFFSET)}
+
+
+def _load_object(obj: bytes, symbols: list[str]):
+    """Load object code: our own ELF loader (objload.py, x86-64 Linux), which needs no LLVM, so a program whose
+    code comes from the disk cache never imports llvmlite.binding; LLVM's JIT for anything it does not handle.
+    ``SYMPILE_LOADER=llvm`` forces LLVM's JIT."""
+    if os.environ.get("SYMPILE_LOADER", "") != "llvm" and sys.platform.startswith("linux"):
+        from .objload import UnsupportedObject, load_object  # noqa: PLC0415
+
+        try:
+            return load_object(obj, symbols)
+        except UnsupportedObject:
+            pass
+    from sympile.compiler.llvm import target as llvm_target  # noqa: PLC0415
+
+    return llvm_target.load_object(obj, symbols)
 
 
 def _compile(specs: list[KernelSpec], key_text: str) -> _Library:
@@ -200,6 +234,10 @@ def _compile(specs: list[KernelSpec], key_text: str) -> _Library:
     object_entries = [f"{s.name}_a" for s in specs if not s.reduce] if _DATA_OFFSET is not None else []
 
     def build() -> bytes:
+        # LLVM is loaded here, on a cache miss only: a program whose code is on disk never imports llvmlite.binding
+        from sympile.compiler.llvm import target as llvm_target  # noqa: PLC0415
+        from sympile.compiler.llvm.kernels import build_module  # noqa: PLC0415
+
         module = build_module(specs)
         if object_entries:
             from sympile.compiler.llvm.entries import add_object_entries  # noqa: PLC0415
@@ -210,7 +248,7 @@ def _compile(specs: list[KernelSpec], key_text: str) -> _Library:
 
     obj = default_disk_cache().get_or_build(cache_key(key_text, target, _versions()), build)
     symbols = [s for spec in specs for s in spec.symbols] + object_entries
-    jit = llvm_target.load_object(obj, symbols)
+    jit = _load_object(obj, symbols)
     addresses = {s: jit.address(s) for s in symbols}
     lib = _Library(
         jit, {s: _KERNEL_FN(a) for s, a in addresses.items()}, {s: _SMALL_KERNEL_FN(a) for s, a in addresses.items()}
@@ -477,6 +515,7 @@ class _KernelStep:
         self.exact: tuple = ((), 0)  # (dtypes, rank) of the arguments call_exact takes, set by CpuProgram
         #: an input whose buffer the output may take over (set by CpuProgram: a matmul result read only here)
         self.reuse: int | None = None
+        self.plans: dict = {}  # (shape, strides) of each input -> compute's layout plan
 
     def run(self, env: dict):
         return self.call([env[id(i)] for i in self.inputs])
@@ -533,14 +572,46 @@ class _KernelStep:
         return out
 
     def compute(self, arrays: list) -> np.ndarray:
+        # the layout work (broadcast shape, entry, loop order, collapsed dims and strides) depends only on the
+        # inputs' shapes and strides, which repeat from call to call: planned once per layout (~10 us of Python)
+        key = tuple([(a.shape, a.strides) for a in arrays])
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self._plan(arrays)
+            if len(self.plans) >= MAX_PLANS:
+                self.plans.clear()
+            self.plans[key] = plan
+        shape, contiguous, order, alloc_shape, inverse, tail, rows = plan
+        out = None
+        if self.reuse is not None and inverse is None and order == "C":
+            out = _reusable(arrays[self.reuse], shape, self.dtype)
+        if out is None:
+            out = np.empty(alloc_shape, self.dtype, order=order)
+        size = out.size
+        if size == 0:
+            return out if inverse is None else out.transpose(inverse)
+        words = (ctypes.c_int64 * (len(arrays) + 1 + len(tail)))(*map(data_pointer, arrays), data_pointer(out), *tail)
+        if contiguous:
+            fn = self.small if size < SMALL_ELEMENTS else self.contiguous
+            status = _launch(fn, size, ctypes.addressof(words), size, 64)
+        else:
+            status = _launch(self.strided, rows, ctypes.addressof(words), size, 1)
+        if status:
+            raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
+        return out if inverse is None else out.transpose(inverse)
+
+    def _plan(self, arrays: list) -> tuple:
+        """``(shape, contiguous, order, alloc_shape, inverse, tail, rows)`` for inputs laid out as ``arrays``:
+        the contiguous entry where the inputs are all C- or all Fortran-contiguous (the output takes their layout,
+        as numpy's ufuncs do, and memory order is the loop order), else the strided one, walking memory in the
+        order of the largest input (numpy's order='K': the output is allocated in that order and returned
+        transposed back by ``inverse``). ``tail`` are the argument words after the pointers."""
         shapes = [a.shape for a in arrays] or [()]  # no array input: every input was an inlined scalar constant
         shape = shapes[0]
         for other in shapes:
             if other != shape:
                 shape = broadcast_or_raise(self.node, shapes)
                 break
-        # the contiguous entry serves inputs that are all C-contiguous, or all Fortran-contiguous (transposes):
-        # then the output takes the same layout, as numpy's ufuncs do, and memory order is the loop order
         c_order = f_order = True
         for scalar, a in zip(self.scalar, arrays):
             if not scalar:
@@ -550,40 +621,23 @@ class _KernelStep:
                 flags = a.flags
                 c_order = c_order and flags.c_contiguous
                 f_order = f_order and flags.f_contiguous
-        out = None
-        if self.reuse is not None and (c_order or not f_order):  # a C-order output (the strided entry's too)
-            out = _reusable(arrays[self.reuse], shape, self.dtype)
-        if out is None:
-            out = np.empty(shape, self.dtype, order="F" if f_order and not c_order else "C")
-        size = out.size
-        if size == 0:
-            return out
-        ptrs = [data_pointer(a) for a in arrays]
-        out_ptr = data_pointer(out)
         if c_order or f_order:
-            words = (ctypes.c_int64 * (len(ptrs) + 1))(*ptrs, out_ptr)
-            fn = self.small if size < SMALL_ELEMENTS else self.contiguous
-            status = _launch(fn, size, ctypes.addressof(words), size, 64)
-        else:
-            nd = len(shape)
-            strides = [_element_strides(a, nd) for a in arrays]
-            order = _loop_order(shape, strides)
-            if order is not None:
-                # walk memory in the order of the largest input (numpy's order='K'): the output is allocated in
-                # that order too, so it and that input stream contiguously
-                out = np.empty(tuple(shape[d] for d in order), self.dtype)
-                out_ptr = data_pointer(out)
-                shape = out.shape
-                strides = [[st[d] for d in order] for st in strides]
-                out = out.transpose(np.argsort(order))
-            dims, strides = collapse_dims(shape, strides)
-            flat = [s for st in strides for s in st]
-            words = (ctypes.c_int64 * (len(ptrs) + 1 + nd + len(flat)))(*ptrs, out_ptr, *dims, *flat)
-            rows = size // dims[-1]
-            status = _launch(self.strided, rows, ctypes.addressof(words), size, 1)
-        if status:
-            raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
-        return out
+            return shape, True, "F" if f_order and not c_order else "C", shape, None, (), 0
+        nd = len(shape)
+        strides = [_element_strides(a, nd) for a in arrays]
+        order = _loop_order(shape, strides)
+        alloc_shape, inverse = shape, None
+        if order is not None:
+            alloc_shape = tuple(shape[d] for d in order)
+            strides = [[st[d] for d in order] for st in strides]
+            inverse = tuple(np.argsort(order).tolist())
+        dims, strides = collapse_dims(alloc_shape, strides)
+        rows = math.prod(alloc_shape) // dims[-1] if dims[-1] else 0
+        return shape, False, "C", alloc_shape, inverse, (*dims, *(s for st in strides for s in st)), rows
+
+
+#: layouts planned per kernel step before its plans are dropped (a function called with ever new shapes)
+MAX_PLANS = 64
 
 
 class _ReduceStep:
@@ -598,47 +652,77 @@ class _ReduceStep:
         self.outer = lib.functions.get(f"{spec.name}_o")
         self.leading = spec.axes == tuple(range(len(spec.axes))) and len(spec.axes) < spec.ndim
         self.keepdims = node.attrs["keepdims"]
+        self.plans: dict = {}  # (shape, strides) of each input -> run's plan
 
     def run(self, env: dict):
         arrays = [_operand(env[id(i)]) for i in self.inputs]
-        shapes = [a.shape for a in arrays]
-        shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_or_raise(self.node, shapes)
-        axes = self.spec.axes
-        reduced = 1
-        for a in axes:
-            reduced *= shape[a]
-        if reduced == 0 and self.spec.reduce in ("max", "min", "argmax", "argmin"):
+        key = tuple([(a.shape, a.strides) for a in arrays])
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self._plan(arrays)
+            if len(self.plans) >= MAX_PLANS:
+                self.plans.clear()
+            self.plans[key] = plan
+        kind, shape, out_shape, tail, total, work = plan
+        if kind == "numpy":
             return run_node(self.node, arrays)  # numpy's error: a zero-size array has no maximum
-        n_out = 1
-        for d in range(len(shape)):
-            n_out *= 1 if d in axes else shape[d]
-        if self.outer is not None and self.leading and n_out >= OUTER_MIN_COLUMNS:
-            out = self._outer(arrays, shape, reduced, n_out)
-            if out is not None:
-                return out
-        if n_out * reduced >= PARALLEL_MIN_ELEMENTS and self.spec.reduce not in ("argmax", "argmin"):
+        if kind == "split":
             threads = num_threads()  # (an environment lookup: only where the split could pay)
-            if threads > 1 and n_out < threads:
+            if threads > 1 and math.prod(out_shape) < threads:
                 return self._split(arrays, shape, threads)
-        return self._reduce(arrays, shape, parallel=True)
-
-    def _outer(self, arrays: list, shape: tuple, rows: int, cols: int) -> np.ndarray | None:
-        """Reduced axes leading, every full input C-contiguous: combine row after row into the output (the
-        ``_o`` entry), columns split across threads; ``None`` where the layout does not allow it."""
-        for scalar, a in zip(self.spec.scalar_inputs, arrays):
-            if not scalar and (a.shape != shape or not a.flags.c_contiguous):
-                return None
-        nd = len(shape)
-        axes = self.spec.axes
-        out = np.empty(
-            tuple(1 if d in axes else shape[d] for d in range(nd) if self.keepdims or d not in axes), self.dtype
-        )
-        words = (ctypes.c_int64 * (len(arrays) + 3))(*[data_pointer(a) for a in arrays], data_pointer(out), rows, cols)
-        # adding a row is about a quarter of the work of a typical elementwise element: split only larger ones
-        status = _launch(self.outer, cols, ctypes.addressof(words), rows * cols // 4, 16)
+        out = np.empty(out_shape, self.dtype)
+        if out.size == 0:
+            return out
+        words = (ctypes.c_int64 * (len(arrays) + 1 + len(tail)))(*map(data_pointer, arrays), data_pointer(out), *tail)
+        if kind == "outer":
+            # adding a row is about a quarter of the work of a typical elementwise element: split only larger ones
+            status = _launch(self.outer, total, ctypes.addressof(words), work, 16)
+        else:
+            status = _launch(self.fn, total, ctypes.addressof(words), work, 1)
         if status:
             raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
         return out
+
+    def _plan(self, arrays: list) -> tuple:
+        """``(kind, shape, out_shape, tail, total, work)`` for inputs laid out as ``arrays`` (their shapes and
+        strides): kind ``outer`` (reduced axes leading, every full input C-contiguous: rows combined into the
+        output by the ``_o`` entry, columns split across threads), ``reduce`` (the ``_r`` entry over any strides,
+        one output element per index), ``split`` (few outputs over many elements: see _split; else ``reduce``)
+        or ``numpy`` (numpy's own error); ``tail`` are the argument words after the pointers, ``total`` the range
+        the entry is launched over and ``work`` the elements read."""
+        shapes = [a.shape for a in arrays]
+        shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_or_raise(self.node, shapes)
+        axes = self.spec.axes
+        nd = len(shape)
+        reduced = 1
+        for a in axes:
+            reduced *= shape[a]
+        out_shape = tuple(1 if d in axes else shape[d] for d in range(nd) if self.keepdims or d not in axes)
+        n_out = math.prod(out_shape)
+        if reduced == 0 and self.spec.reduce in ("max", "min", "argmax", "argmin"):
+            return "numpy", shape, out_shape, (), 0, 0
+        if (
+            self.outer is not None
+            and self.leading
+            and n_out >= OUTER_MIN_COLUMNS
+            and all(
+                scalar or (a.shape == shape and a.flags.c_contiguous)
+                for scalar, a in zip(self.spec.scalar_inputs, arrays)
+            )
+        ):
+            return "outer", shape, out_shape, (reduced, n_out), n_out, reduced * n_out // 4
+        kept = [d for d in range(nd) if d not in axes]
+        perm = kept + list(axes)
+        strides = []
+        for a in arrays:
+            st = _element_strides(a, nd)
+            strides += [st[d] for d in perm]
+        # the work is the elements read (it was out.size times that: every small reduction went to threads)
+        total = n_out * reduced
+        kind = "reduce"
+        if total >= PARALLEL_MIN_ELEMENTS and self.spec.reduce not in ("argmax", "argmin"):
+            kind = "split"
+        return kind, shape, out_shape, (*(shape[d] for d in perm), *strides), n_out, total
 
     def _reduce(self, arrays: list, shape: tuple, parallel: bool) -> np.ndarray:
         axes = self.spec.axes
@@ -689,7 +773,7 @@ class _ReduceStep:
         try:
             first = self._reduce(parts[0][0], parts[0][1], False)
         finally:
-            concurrent.futures.wait(futures)  # workers must finish before their arrays can be freed
+            _wait(futures)  # workers must finish before their arrays can be freed
         results = [first] + [f.result() for f in futures]
         stacked = np.stack(results)
         reduce = self.spec.reduce
