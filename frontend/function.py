@@ -70,6 +70,11 @@ class Function:
         self.program = get_backend(backend)([i.node for i in self.inputs], self.graph)
         self._shared = [SHARED_STORAGE[n] for n in self.program.shared_nodes]
         self._update_storage = [SHARED_STORAGE[n] for n in self.update_targets]
+        # a backend with memory of its own (CUDA) keeps shared values there between calls: place_shared moves a
+        # stored value (once), and the program returns the updates (the last outputs) in its memory
+        self._place = getattr(self.program, "place_shared", None)
+        if self._place is not None:
+            self.program.device_outputs = len(self.update_targets)
         self._names = {}
         for i, v in enumerate(self.inputs):
             if v.name:
@@ -207,12 +212,21 @@ class Function:
         if fast is not None:  # converted values are of exactly the input types too
             out = fast(values)
             return out if self.single else [out]
-        shared_values = [s.value for s in self._shared]
+        place = self._place
+        if place is None:
+            shared_values = [s.value for s in self._shared]
+            guard = values + shared_values
+        else:
+            for s in self._shared:
+                s.raw = place(s.raw)
+            shared_values = [s.raw for s in self._shared]
+            guard = list(values)
         raw = self.program.run(values, shared_values)
-        guard, results = values + shared_values, []
+        results = []
         for r in raw:
-            r = _unaliased(r, guard)
-            guard.append(r)  # two outputs (or an output and an update) of one merged node must not share memory
+            if isinstance(r, (np.ndarray, np.generic)):  # (a device array is fresh: never an argument's memory)
+                r = _unaliased(r, guard)
+                guard.append(r)  # two outputs (or an output and an update) of one merged node must not share memory
             results.append(r)
         for storage, new in zip(self._update_storage, results[self.n_outputs :]):
             storage.value = new  # all computed before any is applied: a failed call changes nothing

@@ -263,9 +263,12 @@ class SharedVariable(TensorVariable):
         return SHARED_STORAGE[self.node]
 
     def get_value(self, borrow: bool = False) -> np.ndarray:
-        """The current value: a copy unless ``borrow=True`` (then the internal array; do not resize it)."""
-        value = self.storage.value
-        return value if borrow else value.copy()
+        """The current value: a copy unless ``borrow=True`` (then the internal array; do not resize it). A value
+        kept on a GPU by a CUDA function is copied back to the host (always a fresh array)."""
+        raw = self.storage.raw
+        if not isinstance(raw, (np.ndarray, np.generic)):
+            return raw.get()
+        return raw if borrow else raw.copy()
 
     def set_value(self, value, borrow: bool = False) -> None:
         """Replace the value: copied unless ``borrow=True``. dtype must be castable, rank must match."""
@@ -281,12 +284,24 @@ class SharedVariable(TensorVariable):
 
 
 class SharedStorage:
-    """Where a shared variable's value lives; compiled functions hold these, not the variables."""
+    """Where a shared variable's value lives; compiled functions hold these, not the variables.
 
-    __slots__ = ("value", "__weakref__")
+    ``raw`` is the stored value: a host array, or a device array (an object with ``.get()`` returning one, the
+    CUDA backend's) that a CUDA function keeps in GPU memory between calls. ``value`` is always on the host."""
+
+    __slots__ = ("raw", "__weakref__")
 
     def __init__(self, value: np.ndarray):
-        self.value = value
+        self.raw = value
+
+    @property
+    def value(self) -> np.ndarray:
+        raw = self.raw
+        return raw if isinstance(raw, (np.ndarray, np.generic)) else raw.get()
+
+    @value.setter
+    def value(self, value) -> None:
+        self.raw = value
 
 
 def wrap(node: Node) -> TensorVariable:

@@ -1,34 +1,41 @@
-"""The CUDA backend: fused elementwise nodes and reductions run as PTX kernels through pycuda; other ops run
-through numpy on the host.
+"""The CUDA backend: fused elementwise nodes, reductions and float matmuls run as PTX kernels through pycuda;
+other ops run through numpy on the host.
 
 ``CudaProgram(inputs, outputs)`` has the interface of :class:`~sympile.runtime.cpu_backend.CpuProgram`:
 ``run(inputs, shared) -> outputs``, ``shared_nodes``, ``kernels`` (each with ``.name``, ``.llvm_ir``, ``.asm``
 = PTX) and ``fallback_nodes`` (the nodes computed by numpy on the host; ``debugprint`` marks them).
 
 Values stay on the device between kernels; a host node's inputs are copied back (and its result copied up when
-a kernel reads it). Only the function's inputs, shared values and outputs cross the bus otherwise. pycuda is
-imported when the first CUDA program is built; without pycuda or a GPU, building one raises
-:class:`CudaUnavailable` saying what is missing. :func:`use_driver` swaps in another driver module with
-pycuda.driver's interface (the tests use a fake one that runs the kernels' host simulation).
+a kernel reads it), except where metadata is enough (``shape``; ``sum_to`` its own shape; a ``dimshuffle``,
+transposes included, is a strided view of the same memory, a ``reshape`` of a C-ordered value a view too;
+kernels read views through their strides). Only the function's inputs and outputs cross the bus
+otherwise: shared variables live on the device (:meth:`CudaProgram.place_shared`; the frontend stores the
+:class:`DeviceArray` and ``get_value()`` copies it back), and updates are returned as device arrays. The PTX
+is cached on disk (runtime/cache.py), so a new process building the same graph skips LLVM. pycuda is imported
+when the first CUDA program is built; without pycuda or a GPU, building one raises :class:`CudaUnavailable`
+saying what is missing. :func:`use_driver` swaps in another driver module with pycuda.driver's interface (the
+tests use a fake one that runs the kernels' host simulation).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import os
 
 import numpy as np
 
-from sympile.compiler.cuda.emit import module_ir, schedule
-from sympile.compiler.cuda.kernels import kernel_symbols
-from sympile.compiler.cuda.launch import elementwise_launch, final_launch, reduction_launch
+from sympile.compiler.cuda.emit import MATMUL_OPS, module_ir, schedule
+from sympile.compiler.cuda.kernels import GPU_TRIPLE, MatmulSpec, kernel_symbols
+from sympile.compiler.cuda.launch import elementwise_launch, final_launch, matmul_launch, reduction_launch
 from sympile.compiler.cuda.ptx import to_ptx
 from sympile.compiler.errors import GraphValueError
 from sympile.compiler.graph import Node
 from sympile.compiler.layout import collapse_dims
 from sympile.compiler.llvm.kernels import accumulator_dtype
 
-from .cache import MemoryCache
+from .cache import MemoryCache, cache_key, default_disk_cache
 from .interpreter import broadcast_or_raise, leaf_value, run_node
 
 INSTALL_HINT = "pip install sympile[cuda]  (installs pycuda; it needs an NVIDIA driver and a CUDA-capable GPU)"
@@ -109,6 +116,42 @@ def _supported_arch(major: int, minor: int) -> str:
 _devices: dict = {}
 
 
+@functools.cache
+def codegen_fingerprint() -> str:
+    """A hash of the sources that decide the PTX (compiler/cuda, compiler/llvm, the scalar lowerings), so an
+    edited code generator never loads stale PTX from the disk cache."""
+    from sympile import compiler  # noqa: PLC0415
+
+    root = os.path.dirname(compiler.__file__)
+    files = [os.path.join(root, d, f) for d in ("cuda", "llvm") for f in sorted(os.listdir(os.path.join(root, d)))]
+    files += [os.path.join(root, "kernelspec.py"), os.path.join(root, "ops", "elementwise.py")]
+    h = hashlib.blake2b(digest_size=8)
+    for path in files:
+        if path.endswith(".py") and os.path.exists(path):
+            h.update(path[len(root) :].encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def ptx_target(arch: str) -> dict:
+    """The target part of a PTX disk-cache key.
+
+    >>> ptx_target("sm_90")["cpu"]
+    'sm_90'
+    """
+    return {"triple": GPU_TRIPLE, "cpu": arch, "features": "", "codegen": codegen_fingerprint()}
+
+
+@functools.cache
+def _versions() -> dict:
+    import llvmlite  # noqa: PLC0415  (its __init__ loads no LLVM)
+
+    import sympile  # noqa: PLC0415
+
+    return {"sympile": getattr(sympile, "__version__", "unknown"), "llvmlite": llvmlite.__version__}
+
+
 def _device() -> Device:
     drv = _driver_override[-1] if _driver_override and _driver_override[-1] is not None else _pycuda_driver()
     dev = _devices.get(id(drv))
@@ -118,7 +161,10 @@ def _device() -> Device:
 
 
 class DeviceArray:
-    """A C-contiguous array in GPU memory: ``shape``, ``dtype`` and the allocation (freed with this object)."""
+    """An array in GPU memory: ``shape``, ``dtype`` and the allocation (freed with the last array using it).
+
+    A new array is C-contiguous; :meth:`view` gives another array over the same memory with other element
+    strides (a transpose, an added axis), which every kernel reads through its strides: no copy."""
 
     def __init__(self, device: Device, shape: tuple, dtype):
         self.shape = tuple(int(d) for d in shape)
@@ -128,6 +174,8 @@ class DeviceArray:
         self.device = device
         self.allocation = device.alloc(self.nbytes)
         self.ptr = int(self.allocation)
+        self.alloc_size = self.size  # elements in the allocation (a view may see them in another order)
+        self.elem_strides: tuple | None = None  # None: C-contiguous
 
     @classmethod
     def from_host(cls, device: Device, array) -> DeviceArray:
@@ -137,14 +185,51 @@ class DeviceArray:
             device.drv.memcpy_htod(out.allocation, a)
         return out
 
-    def get(self) -> np.ndarray:
-        out = np.empty(self.shape, self.dtype)
-        if self.nbytes:
-            self.device.drv.memcpy_dtoh(out, self.allocation)
+    def view(self, shape: tuple, strides: tuple | None = None) -> DeviceArray:
+        """The same memory seen with another shape and element strides (``None``: C-contiguous, which needs a
+        contiguous array of the same size)."""
+        out = object.__new__(DeviceArray)
+        out.__dict__.update(self.__dict__)
+        out.shape = tuple(int(d) for d in shape)
+        out.size = int(np.prod(out.shape, dtype=np.int64))
+        out.nbytes = out.size * self.dtype.itemsize
+        out.elem_strides = None if strides is None else tuple(int(v) for v in strides)
         return out
+
+    @property
+    def contiguous(self) -> bool:
+        """Whether the elements are in C order (strides along size-1 axes do not matter)."""
+        if self.elem_strides is None:
+            return True
+        step = 1
+        for d, st in zip(reversed(self.shape), reversed(self.elem_strides)):
+            if d != 1 and st != step:
+                return False
+            step *= d
+        return True
+
+    def get(self) -> np.ndarray:
+        """A host copy (a new C-contiguous numpy array)."""
+        if not self.size:
+            return np.empty(self.shape, self.dtype)
+        if self.contiguous:
+            out = np.empty(self.shape, self.dtype)
+            self.device.drv.memcpy_dtoh(out, self.allocation)
+            return out
+        base = np.empty(self.alloc_size, self.dtype)  # the whole allocation, then numpy's strided copy
+        self.device.drv.memcpy_dtoh(base, self.allocation)
+        strides = [st * self.dtype.itemsize for st in self.elem_strides]
+        return np.ascontiguousarray(np.lib.stride_tricks.as_strided(base, self.shape, strides))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
 
     def strides(self, nd: int) -> list[int]:
         """Element strides left-padded to rank ``nd``; 0 along size-1 (broadcast) dimensions."""
+        if self.elem_strides is not None:
+            st = [0 if d == 1 else v for d, v in zip(self.shape, self.elem_strides)]
+            return [0] * (nd - len(self.shape)) + st
         st, step = [], 1
         for d in reversed(self.shape):
             st.append(0 if d == 1 else step)
@@ -154,7 +239,7 @@ class DeviceArray:
 
 def _has_pow(spec) -> bool:
     """Whether a kernel may flag numpy's error (an integer to a negative power): only ``pow`` steps can."""
-    return any(op == "pow" for op, _, _ in spec.inner.steps)
+    return not isinstance(spec, MatmulSpec) and any(op == "pow" for op, _, _ in spec.inner.steps)
 
 
 def _ptr(x) -> np.uintp:
@@ -206,15 +291,25 @@ class CudaProgram:
         self.may_fail = any(_has_pow(spec) for spec in sched.specs)
         self._constants = {id(n): leaf_value(n) for n in self.order if n.op == "constant"}
         self.launches: list = []  # (symbol, grid, block) of the last run, for debugging and the tests
+        #: the last this many outputs (a Function's updates of shared variables) are returned as DeviceArrays,
+        #: which the frontend stores: shared values stay on the device between calls (set by the Function)
+        self.device_outputs = 0
 
     @functools.cached_property
     def ptx(self) -> str:
-        """The PTX of all kernels of the program, in one module (the same graph built again in this process,
-        from new variables, reuses it: kernel names are derived from the graph's canonical text too)."""
+        """The PTX of all kernels of the program, in one module: from memory when this process built the same
+        graph (kernel names are derived from the graph's canonical text too), else from the disk cache (key:
+        the canonical graph text, the architecture, the versions and a hash of the code generator's sources),
+        else generated by LLVM and stored there."""
         key = (self.schedule.key, self.device.arch)
         text = _PTX.get(key)
         if text is None:
-            text = to_ptx(module_ir(self.schedule.specs), self.device.arch)
+            arch = self.device.arch
+            dkey = cache_key(self.schedule.key, ptx_target(arch), _versions())
+            text = default_disk_cache().get_or_build(
+                dkey, lambda: to_ptx(module_ir(self.schedule.specs), arch).encode()
+            )
+            text = text.decode()
             _PTX.put(key, text)
         return text
 
@@ -233,12 +328,21 @@ class CudaProgram:
     # --- values -------------------------------------------------------------------------------------------
     def _on_device(self, copies: dict, key: int, value) -> DeviceArray:
         """``value`` on the device, copied up once per call however many kernels read it."""
-        if isinstance(value, DeviceArray):
+        if isinstance(value, DeviceArray) and value.device is self.device:
             return value
         found = copies.get(key)
         if found is None:
-            found = copies[key] = DeviceArray.from_host(self.device, np.asarray(value))
+            host = value.get() if isinstance(value, DeviceArray) else np.asarray(value)  # (another device's)
+            found = copies[key] = DeviceArray.from_host(self.device, host)
         return found
+
+    def place_shared(self, value) -> DeviceArray:
+        """A shared variable's value in this device's memory, where it stays between calls (the frontend
+        stores what this returns; ``get_value()`` copies it back). Host values are copied up once."""
+        if isinstance(value, DeviceArray) and value.device is self.device:
+            return value
+        host = value.get() if hasattr(value, "get") else np.asarray(value)
+        return DeviceArray.from_host(self.device, host)
 
     @staticmethod
     def _on_host(copies: dict, key: int, value):
@@ -263,7 +367,7 @@ class CudaProgram:
             return out
         grid, block = elementwise_launch(out.size, self.device.sm_count)
         ptrs = [_ptr(a) for a in arrays] + [_ptr(out), np.uintp(self._err_ptr())]
-        contiguous = all(s or a.shape == shape for s, a in zip(spec.scalar_inputs, arrays))
+        contiguous = all(s or (a.shape == shape and a.contiguous) for s, a in zip(spec.scalar_inputs, arrays))
         if contiguous:
             self._launch(f"{spec.name}_c", grid, block, [_i64(out.size), *ptrs])
         else:
@@ -280,7 +384,7 @@ class CudaProgram:
         n_red = int(np.prod([shape[a] for a in axes], dtype=np.int64))
         if n_red == 0 and spec.reduce in ("max", "min", "argmax", "argmin"):
             return run_node(node, [a.get() for a in arrays])  # numpy's error: a zero-size array has no maximum
-        keepdims = node.attrs["keepdims"]
+        keepdims = node.attrs.get("keepdims", False)  # (a matrix-vector product has none)
         out_shape = tuple(1 if d in axes else shape[d] for d in range(nd) if keepdims or d not in axes)
         out = DeviceArray(self.device, out_shape, spec.out_dtype)
         if out.size == 0:
@@ -304,11 +408,74 @@ class CudaProgram:
         self._launch(f"{spec.name}_rf", grid, fblock, args)
         return out
 
+    def _matmul(self, node: Node, spec: MatmulSpec, arrays: list):
+        """``a @ b`` for operands of rank 1 or 2 (numpy's dot/matmul rules): as an ``m x k`` by ``k x n``
+        product with element strides (0 for the missing dimension of a vector, swapped for a transpose)."""
+        operands = []
+        for x, t, is_b in zip(arrays, spec.transposed, (False, True)):
+            if x.ndim == 2:
+                (r, c), (sr, sc) = x.shape, x.strides(2)
+                operands.append(((c, r), (sc, sr)) if t else ((r, c), (sr, sc)))
+            else:  # a vector: a row of a (1 x k), a column of b (k x 1)
+                (st,) = x.strides(1)
+                operands.append(((x.shape[0], 1), (st, 0)) if is_b else ((1, x.shape[0]), (0, st)))
+        ((m, ka), (sa_m, sa_k)), ((kb, n), (sb_k, sb_n)) = operands
+        if ka != kb:  # numpy's error, from numpy
+            return run_node(node, [x.get().T if t else x.get() for x, t in zip(arrays, spec.transposed)])
+        shape = tuple(d for d, keep in ((m, arrays[0].ndim == 2), (n, arrays[1].ndim == 2)) if keep)
+        out = DeviceArray(self.device, shape, spec.dtype)
+        if out.size == 0:
+            return out
+        grid, block = matmul_launch(m, n, spec.layout)
+        args = [_i64(m), _i64(n), _i64(ka), *(_ptr(x) for x in arrays), _ptr(out)]
+        self._launch(f"{spec.name}_mm", grid, block, [*args, *(_i64(v) for v in (sa_m, sa_k, sb_k, sb_n))])
+        return out
+
     def _err_ptr(self) -> int:
         if self._err is None:
             self._err = DeviceArray(self.device, (1,), np.int32)
             self.device.drv.memset_d32(self._err.allocation, 0, 1)
         return self._err.ptr
+
+    # --- host nodes ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _on_host_anyway(node: Node, found: tuple, env: dict) -> bool:
+        """A kernel whose inputs are all 0-d host values (shapes, counts: a gradient's ``1/n``) runs in numpy:
+        an upload per input and a launch would cost more, and its result is one scalar to upload."""
+        reads, spec = found
+        if isinstance(spec, MatmulSpec) or node.ndim or [id(i) for i in reads] != [id(i) for i in node.inputs]:
+            return False  # (a kernel that reads through a node, e.g. a transpose, needs its own inputs)
+        return all(not isinstance(env[id(i)], DeviceArray) and np.ndim(env[id(i)]) == 0 for i in reads)
+
+    @staticmethod
+    def _without_transfer(node: Node, args: list):
+        """A host node computed from device arrays' metadata, or as a view of one, without copying it back:
+        ``shape``, ``sum_to`` its own shape (a gradient's unbroadcast where nothing was broadcast), ``dimshuffle``
+        (a transpose too: a strided view) and ``reshape`` of a C-ordered value. ``None``: run it on the host."""
+        x = args[0] if args else None
+        if not isinstance(x, DeviceArray):
+            return None
+        if node.op == "shape":
+            return np.array(x.shape, np.int64)
+        if node.op == "sum_to" and not isinstance(args[1], DeviceArray):
+            return x if tuple(int(d) for d in np.asarray(args[1]).reshape(-1)) == x.shape else None
+        if node.op == "dimshuffle":
+            order = node.attrs["new_order"]
+            if any(x.shape[d] != 1 for d in range(x.ndim) if d not in order):
+                return None  # numpy's error for a dropped dimension that is not 1, from numpy
+            strides = x.strides(x.ndim)
+            shape = tuple(1 if d == "x" else x.shape[d] for d in order)
+            return x.view(shape, tuple(0 if d == "x" else strides[d] for d in order))
+        if node.op == "reshape" and x.contiguous and not isinstance(args[1], DeviceArray):
+            target = [int(d) for d in np.asarray(args[1]).reshape(-1)]
+            if target.count(-1) == 1 and all(d > 0 for d in target if d != -1):
+                known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+                if x.size % known == 0:
+                    target[target.index(-1)] = x.size // known
+            if all(d >= 0 for d in target) and int(np.prod(target, dtype=np.int64)) == x.size:
+                return x.view(tuple(target))
+            return None  # numpy's error, from numpy
+        return None
 
     # --- run ------------------------------------------------------------------------------------------------
     def run(self, inputs: list, shared: list) -> list:
@@ -324,14 +491,24 @@ class CudaProgram:
             if node.op == "input":
                 raise GraphValueError(f"no value for input {node.describe()}")
             found = self._kernel_of.get(id(node))
-            if found is None:
-                with np.errstate(all="ignore"):  # numpy's values (inf, nan), without warnings
-                    args = [self._on_host(host, id(i), env[id(i)]) for i in node.inputs]
-                    env[id(node)] = run_node(node, args)
+            if found is None or self._on_host_anyway(node, found, env):
+                value = self._without_transfer(node, [env[id(i)] for i in node.inputs])
+                if value is None:
+                    with np.errstate(all="ignore"):  # numpy's values (inf, nan), without warnings
+                        args = [self._on_host(host, id(i), env[id(i)]) for i in node.inputs]
+                        value = run_node(node, args)
+                env[id(node)] = value
                 continue
             reads, spec = found
             arrays = [self._on_device(device, id(i), env[id(i)]) for i in reads]
-            if spec.reduce:
+            if isinstance(spec, MatmulSpec):
+                env[id(node)] = self._matmul(node, spec, arrays)
+            elif node.op in MATMUL_OPS and arrays[0].shape[-1] != arrays[1].shape[-1]:
+                # a product with a vector as a reduction over the contraction axis (last in both reads): numpy's
+                # error for operands that do not align, from numpy
+                operands = [x.get() if r is i else x.get().T for x, r, i in zip(arrays, reads, node.inputs)]
+                env[id(node)] = run_node(node, operands)
+            elif spec.reduce:
                 env[id(node)] = self._reduce(node, spec, arrays)
             else:
                 env[id(node)] = self._elementwise(node, spec, arrays)
@@ -342,7 +519,9 @@ class CudaProgram:
                 self.device.drv.memset_d32(self._err.allocation, 0, 1)
                 where = "; ".join(n.describe() for n, _, sp in self.schedule.kernels if _has_pow(sp))
                 raise GraphValueError(f"{where}: Integers to negative integer powers are not allowed.")
-        return [np.asarray(self._on_host(host, id(o), env[id(o)])) for o in self.outputs]
+        n_host = len(self.outputs) - self.device_outputs
+        outs = [np.asarray(self._on_host(host, id(o), env[id(o)])) for o in self.outputs[:n_host]]
+        return outs + [self.place_shared(env[id(o)]) for o in self.outputs[n_host:]]
 
 
 __all__ = ["CudaProgram", "CudaUnavailable", "DeviceArray", "kernel_symbols", "use_driver"]

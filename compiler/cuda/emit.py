@@ -2,7 +2,9 @@
 
 The schedule mirrors the CPU backend's: every fused elementwise node, every elementwise node, and every
 reduction in :data:`~sympile.compiler.cuda.kernels.GPU_REDUCTIONS` (with its absorbed producers) becomes a
-kernel; a node whose scalar code would call something NVPTX cannot select stays on the host (numpy).
+kernel; a node whose scalar code would call something NVPTX cannot select stays on the host (numpy). 2-d (and
+matrix-vector) float32/float64 ``matmul`` and ``dot`` become our matmul kernel, reading a transposed operand
+(``x.T``) through its strides, so the transpose itself is not computed.
 
 >>> from sympile.compiler.graph import input_node, make_node
 >>> x = input_node("float32", (None,), name="x")
@@ -17,8 +19,9 @@ from dataclasses import dataclass, field, replace
 
 from ..graph import Node, canonical_text, toposort
 from ..llvm.kernels import KernelSpec, composite_of
+from ..ops.fused import Composite
 from ..types import broadcast_shapes
-from .kernels import GPU_REDUCTIONS, build_cuda_module, gpu_buildable, kernel_symbols
+from .kernels import GPU_REDUCTIONS, MatmulSpec, build_cuda_module, gpu_buildable, kernel_symbols
 from .ptx import to_ptx
 
 
@@ -41,8 +44,54 @@ class Schedule:
         return [sym for s in self.specs for sym in kernel_symbols(s)]
 
 
-def cuda_kernel_spec(node: Node, name: str) -> tuple[KernelSpec, list[Node]] | None:
+#: the ops the matmul kernel computes (for operands of rank 1 or 2, of one float dtype)
+MATMUL_OPS = ("matmul", "dot")
+MATMUL_DTYPES = ("float32", "float64")
+
+
+def matmul_spec(node: Node, name: str) -> tuple[MatmulSpec | KernelSpec, list[Node]] | None:
+    """The GPU kernel for a ``matmul``/``dot`` node of 2-d or 1-d float operands of the result's dtype, or
+    ``None``. An operand that is a 2-d transpose (``dimshuffle`` ``(1, 0)``) is read through swapped strides.
+    Reads follow the operands' order.
+
+    - matrix @ matrix: the matmul kernel, 4 x 4 outputs per thread;
+    - a product with a vector where the contraction axis is the matrix's contiguous one (``A @ v``, ``v @ B.T``,
+      ``u @ v``): a sum reduction of ``i0*i1`` over the last axis (a block per row, threads reading along it:
+      coalesced; a full reduction for ``u @ v`` splits across blocks);
+    - the others (``v @ B``, ``A.T @ v``): the matmul kernel with all threads of a block along the vector of
+      outputs, which is then contiguous in the matrix.
+
+    >>> from sympile.compiler.graph import input_node, make_node
+    >>> a, b = input_node("float32", (None, None)), input_node("float32", (None, None))
+    >>> spec, reads = matmul_spec(make_node("matmul", [make_node("dimshuffle", [a], new_order=(1, 0)), b]), "k")
+    >>> spec.transposed, reads == [a, b]
+    ((True, False), True)
+    """
+    if node.op not in MATMUL_OPS or len(node.inputs) != 2 or node.dtype not in MATMUL_DTYPES:
+        return None
+    if any(x.dtype != node.dtype or not 1 <= x.ndim <= 2 for x in node.inputs):
+        return None
+    reads, transposed = [], []
+    for x in node.inputs:
+        t = x.op == "dimshuffle" and tuple(x.attrs["new_order"]) == (1, 0)
+        reads.append(x.inputs[0] if t else x)
+        transposed.append(t)
+    (a, b), (ta, tb), dt = node.inputs, transposed, node.dtype
+    if a.ndim == 2 and b.ndim == 2:
+        return MatmulSpec(name, dt, tuple(transposed)), reads
+    if (a.ndim == 2 and not ta) or (b.ndim == 2 and tb) or a.ndim == b.ndim == 1:
+        # every read has the contraction axis last: sum(i0*i1) over it (broadcasting the vector)
+        inner = Composite(2, (("mul", (0, 1), ()),), (dt, dt, dt))
+        ndim = max(r.ndim for r in reads)
+        return KernelSpec(name, inner, (False, False), ndim, "sum", (ndim - 1,), dt), reads
+    layout = (4, 1, 1) if b.ndim == 1 else (1, 4, 256)
+    return MatmulSpec(name, dt, tuple(transposed), layout), reads
+
+
+def cuda_kernel_spec(node: Node, name: str) -> tuple[KernelSpec | MatmulSpec, list[Node]] | None:
     """The GPU kernel for ``node``, or ``None`` when it runs on the host."""
+    if node.op in MATMUL_OPS:
+        return matmul_spec(node, name)
     found = composite_of(node, GPU_REDUCTIONS)
     if found is None:
         return None
@@ -73,6 +122,18 @@ def schedule(inputs: list[Node], outputs: list[Node]) -> Schedule:
             continue
         spec, reads = found
         sched.kernels.append((node, reads, replace(spec, name=prefix + spec.name)))
+    # only what the outputs need through the kernels' reads: a transpose read by the matmul kernel is not computed
+    reads_of = {id(node): reads for node, reads, _ in sched.kernels}
+    live: set = set()
+    stack = list(outputs)
+    while stack:
+        node = stack.pop()
+        if id(node) not in live:
+            live.add(id(node))
+            stack.extend(reads_of.get(id(node), node.inputs))
+    sched.order = [n for n in sched.order if id(n) in live]
+    sched.fallback = [n for n in sched.fallback if id(n) in live]
+    sched.kernels = [k for k in sched.kernels if id(k[0]) in live]
     return sched
 
 
@@ -98,4 +159,4 @@ def emit_ptx(inputs: list[Node], outputs: list[Node], arch: str = "sm_90") -> st
     return host + to_ptx(module_ir(sched.specs), arch)
 
 
-__all__ = ["Schedule", "cuda_kernel_spec", "emit_ptx", "module_ir", "schedule"]
+__all__ = ["MATMUL_OPS", "Schedule", "cuda_kernel_spec", "emit_ptx", "matmul_spec", "module_ir", "schedule"]

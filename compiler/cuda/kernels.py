@@ -19,6 +19,14 @@ Kernel parameters (all ``i64`` or pointers; ``err`` is an ``i32`` word set to 1 
   accumulator dtype.
 - ``{name}_rf(n_out, parts, count, partial, [index,] out)``: the second pass, one thread per output: combines the
   ``parts`` partials, divides by ``count`` for a mean, casts to the result dtype.
+- ``{name}_mm(m, n, k, a, b, out, sa_m, sa_k, sb_k, sb_n)``: ``out[m, n] = a[m, k] @ b[k, n]`` (a
+  :class:`MatmulSpec`), operands at any element strides (a transpose, or a vector with stride 0), the output
+  C-contiguous. Register-tiled: with the spec's layout ``(tm, tn, tx)`` each thread computes a ``tm x tn``
+  tile of ``out`` (rows ``ty + TY*i``, columns ``tx + TX*j`` of its block's ``TY*tm x TX*tn`` tile, ``TY =
+  blockDim.x / TX``, so a warp's loads and stores are coalesced along rows of ``b`` and ``out``), looping over
+  ``k`` with ``fmuladd``; blocks walk the tiles grid-stride. ``(4, 4, 16)`` for matrix products; a
+  vector-matrix product takes ``(1, 4, 256)`` (all threads along the columns), a matrix-vector product whose
+  matrix is read transposed ``(4, 1, 1)`` (all threads along the rows, which are then contiguous).
 
 >>> from sympile.compiler.ops.fused import Composite
 >>> from sympile.compiler.llvm.kernels import KernelSpec
@@ -30,11 +38,14 @@ Kernel parameters (all ``i64`` or pointers; ``err`` is an ``i32`` word set to 1 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from llvmlite import ir
 
 from ..llvm.kernels import KernelSpec, _identity, accumulator_dtype, counted_loop
 from ..llvm.scalar import ScalarBuilder, cast, constant, emit_composite, ir_type, load_value, mem_type, store_value
 from ..ops.elementwise import LOWER
+from .launch import TILE, TX
 
 I1 = ir.IntType(1)
 I32 = ir.IntType(32)
@@ -51,6 +62,19 @@ NVPTX_INTRINSICS = (
     "llvm.maxnum.", "llvm.minimum.", "llvm.maximum.", "llvm.smax.", "llvm.smin.", "llvm.umax.", "llvm.umin.",
     "llvm.abs.", "llvm.fptosi.sat.", "llvm.fptoui.sat.", "llvm.ctpop.", "llvm.nvvm.",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MatmulSpec:
+    """A GPU matmul kernel ``{name}_mm`` for one float dtype. ``transposed[i]``: operand ``i`` is read through a
+    transpose (the runtime passes swapped strides; the kernel code is the same)."""
+
+    name: str
+    dtype: str
+    transposed: tuple = (False, False)
+    #: ``(tm, tn, tx)``: each thread computes ``tm x tn`` outputs, ``tx`` threads of a block span the columns
+    layout: tuple = (TILE, TILE, TX)
+    reduce = None  # not a reduction (for code that looks at KernelSpec.reduce)
 
 
 def gpu_buildable(spec: KernelSpec) -> bool:
@@ -72,6 +96,9 @@ def build_cuda_module(specs: list[KernelSpec], mode: str = "gpu", name: str = "s
     if mode == "gpu":
         module.triple = GPU_TRIPLE
     for spec in specs:
+        if isinstance(spec, MatmulSpec):
+            _MatmulDriver(module, spec, mode).matmul()
+            continue
         driver = _Driver(module, spec, mode)
         if spec.reduce:
             driver.reduction()
@@ -84,6 +111,8 @@ def build_cuda_module(specs: list[KernelSpec], mode: str = "gpu", name: str = "s
 
 def kernel_symbols(spec: KernelSpec) -> list[str]:
     """The kernels' entry points of one spec."""
+    if isinstance(spec, MatmulSpec):
+        return [f"{spec.name}_mm"]
     if spec.reduce:
         return [f"{spec.name}_rp", f"{spec.name}_rf"]
     return [f"{spec.name}_c"] + ([f"{spec.name}_s"] if spec.ndim else [])
@@ -470,4 +499,71 @@ class _Driver:
         self._entries(f"{spec.name}_rf", body, params)
 
 
-__all__ = ["GPU_REDUCTIONS", "GPU_TRIPLE", "build_cuda_module", "gpu_buildable", "kernel_symbols"]
+class _MatmulDriver(_Driver):
+    """The matmul kernel of a :class:`MatmulSpec` (see the module docstring). No shared memory and no barrier:
+    every thread's work is independent, so the host simulation (threads run one after another) checks exactly
+    the GPU's indexing and arithmetic; the operands' reuse comes from the L1/read-only cache."""
+
+    def __init__(self, module: ir.Module, spec: MatmulSpec, mode: str):
+        self.module = module
+        self.spec = spec
+        self.gpu = mode == "gpu"
+        self.ptr = ir.PointerType(addrspace=1) if self.gpu else ir.PointerType()
+
+    def matmul(self) -> None:
+        spec = self.spec
+        tm, tn, n_tx = spec.layout
+        params = self._params(3, 3, 4)
+        body = self._body(f"{spec.name}_mmbody", params)
+        tid, ntid, cx, nx, cy, ny, m, n, k, a, bp, out, sa_m, sa_k, sb_k, sb_n = body.args
+        b = ir.IRBuilder(body.append_basic_block("entry"))
+        ty = ir_type(spec.dtype)
+        fma = self._fmuladd(ty)
+        tx, trow = b.urem(tid, _i64(n_tx)), b.udiv(tid, _i64(n_tx))
+        n_trows = b.udiv(ntid, _i64(n_tx))
+        tile_m, tile_n = b.mul(n_trows, _i64(tm)), _i64(n_tx * tn)
+        tiles_m = b.udiv(b.add(m, b.sub(tile_m, _i64(1))), tile_m)
+        tiles_n = b.udiv(b.add(n, _i64(n_tx * tn - 1)), tile_n)
+        last_m, last_n = b.sub(m, _i64(1)), b.sub(n, _i64(1))
+        zero = ir.Constant(ty, 0.0)
+
+        def umin(x, y):
+            return b.select(b.icmp_unsigned("<", x, y), x, y)
+
+        def over_rows(b, bm, _):
+            def over_cols(b, bn, _):
+                rows = [b.add(b.mul(bm, tile_m), b.add(trow, b.mul(n_trows, _i64(i)))) for i in range(tm)]
+                cols = [b.add(b.mul(bn, tile_n), b.add(tx, _i64(n_tx * j))) for j in range(tn)]
+                # out-of-range rows/columns read the last one (valid memory, no branch in the loop), never stored
+                a_rows = [b.mul(umin(r, last_m), sa_m) for r in rows]
+                b_cols = [b.mul(umin(c, last_n), sb_n) for c in cols]
+
+                def step(b, kk, acc):
+                    ak, bk = b.mul(kk, sa_k), b.mul(kk, sb_k)
+                    av = [b.load(b.gep(a, [b.add(r, ak)], source_etype=ty), typ=ty) for r in a_rows]
+                    bv = [b.load(b.gep(bp, [b.add(bk, c)], source_etype=ty), typ=ty) for c in b_cols]
+                    return [b.call(fma, [av[i], bv[j], acc[i * tn + j]]) for i in range(tm) for j in range(tn)]
+
+                acc = _loop(b, body, _i64(0), k, _i64(1), [zero] * (tm * tn), step, "k")
+                for j, c in enumerate(cols):
+                    col_in = b.icmp_unsigned("<", c, n)
+                    for i, r in enumerate(rows):
+                        with b.if_then(b.and_(col_in, b.icmp_unsigned("<", r, m))):
+                            b.store(acc[i * tn + j], b.gep(out, [b.add(b.mul(r, n), c)], source_etype=ty))
+                return []
+
+            _loop(b, body, cx, tiles_n, nx, [], over_cols, "n")
+            return []
+
+        _loop(b, body, cy, tiles_m, ny, [], over_rows, "m")
+        b.ret_void()
+        self._entries(f"{spec.name}_mm", body, params)
+
+    def _fmuladd(self, ty: ir.Type) -> ir.Function:
+        name = f"llvm.fmuladd.{'f32' if str(ty) == 'float' else 'f64'}"
+        return self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(ty, [ty] * 3), name)
+
+
+__all__ = [
+    "GPU_REDUCTIONS", "GPU_TRIPLE", "TILE", "TX", "MatmulSpec", "build_cuda_module", "gpu_buildable", "kernel_symbols",
+]  # fmt: skip

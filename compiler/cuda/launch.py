@@ -21,6 +21,9 @@ MAX_GRID_Y = 65535
 MIN_PER_THREAD = 8
 #: the second pass combines at most this many partials per output, serially
 MAX_PARTS = 1024
+#: a matmul thread computes TILE x TILE outputs; TX threads of a block span the columns (blockDim.x / TX the rows)
+TILE = 4
+TX = 16
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -64,6 +67,21 @@ def reduction_launch(n_out: int, n_red: int, sm_count: int = 108) -> tuple[tuple
     return (grid_x, grid_y), (block, 1, 1)
 
 
+def matmul_launch(m: int, n: int, layout: tuple = (TILE, TILE, TX), block: int = BLOCK) -> tuple[tuple, tuple]:
+    """``(grid, block)`` for the matmul kernel of an ``m x n`` result with the thread layout ``(tm, tn, tx)``:
+    one block per ``(block/tx*tm) x (tx*tn)`` tile (64 x 64 for the default layout with 256 threads), at most
+    65535 along each axis (blocks then take several).
+
+    >>> matmul_launch(1000, 100)
+    ((2, 16), (256, 1, 1))
+    >>> matmul_launch(1, 5000, (1, 4, 256))
+    ((5, 1), (256, 1, 1))
+    """
+    tm, tn, tx = layout
+    rows, cols = block // tx * tm, tx * tn
+    return (max(1, min(_ceil_div(n, cols), MAX_GRID_Y)), max(1, min(_ceil_div(m, rows), MAX_GRID_Y))), (block, 1, 1)
+
+
 def final_launch(n_out: int, sm_count: int = 108) -> tuple[tuple, tuple]:
     """``(grid, block)`` for the second pass: one thread per output.
 
@@ -74,4 +92,4 @@ def final_launch(n_out: int, sm_count: int = 108) -> tuple[tuple, tuple]:
     return (max(1, min(_ceil_div(n_out, block), sm_count * BLOCKS_PER_SM)), 1), (block, 1, 1)
 
 
-__all__ = ["elementwise_launch", "final_launch", "reduction_block", "reduction_launch"]
+__all__ = ["elementwise_launch", "final_launch", "matmul_launch", "reduction_block", "reduction_launch"]

@@ -2,7 +2,7 @@
 
 The PTX version is left to LLVM (sm_80 gets 7.0, sm_90 gets 7.8): an explicit version too low for the chip
 aborts the process. ``ptxas`` is looked up in ``CUDA_HOME/bin``, then on ``PATH``, then in the pip wheel
-``nvidia-cuda-nvcc``.
+``nvidia-cuda-nvcc`` (the ``cuda`` extra installs it).
 
 >>> text = to_ptx('define ptx_kernel void @k() {\\n  ret void\\n}', "sm_80")
 >>> ".entry k" in text
@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -61,27 +62,39 @@ def to_ptx(ir_text: str, arch: str = "sm_80") -> str:
         return tm.emit_assembly(mod)
 
 
-def find_ptxas() -> str | None:
-    """The ``ptxas`` executable: ``$CUDA_HOME/bin``, then ``PATH``, then the ``nvidia-cuda-nvcc`` wheel.
+def find_ptxas(environ=None, search_path: list | None = None) -> str | None:
+    """The ``ptxas`` executable: ``$CUDA_HOME/bin`` (or ``$CUDA_PATH``), then ``PATH``, then the pip wheel
+    ``nvidia-cuda-nvcc``, found under an ``nvidia`` folder of ``search_path`` (``sys.path``: site-packages):
+    ``nvidia/cu13/bin/ptxas`` (the CUDA 13 wheels, newest ``cuNN`` first), ``nvidia/cuda_nvcc/bin/ptxas``
+    (``nvidia-cuda-nvcc-cu12``). ``environ`` defaults to ``os.environ``.
 
     >>> find_ptxas() is None or find_ptxas().endswith("ptxas")
     True
+    >>> find_ptxas(environ={}, search_path=[])  # nothing to look in
     """
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if home and os.access(os.path.join(home, "bin", "ptxas"), os.X_OK):
+    env = os.environ if environ is None else environ
+    home = env.get("CUDA_HOME") or env.get("CUDA_PATH")
+    if home and _executable(os.path.join(home, "bin", "ptxas")):
         return os.path.join(home, "bin", "ptxas")
-    found = shutil.which("ptxas")
+    found = shutil.which("ptxas", path=env["PATH"]) if env.get("PATH") else None
     if found:
         return found
-    try:
-        import nvidia.cuda_nvcc as wheel  # noqa: PLC0415  (the pip wheel nvidia-cuda-nvcc)
-    except ImportError:
-        return None
-    for root in getattr(wheel, "__path__", []):
-        path = os.path.join(root, "bin", "ptxas")
-        if os.access(path, os.X_OK):
-            return path
+    for root in sys.path if search_path is None else search_path:
+        folder = os.path.join(root or ".", "nvidia")
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        versioned = sorted((n for n in names if re.fullmatch(r"cu\d+", n)), key=lambda n: -int(n[2:]))
+        for name in [*versioned, "cuda_nvcc"]:
+            path = os.path.join(folder, name, "bin", "ptxas")
+            if _executable(path):
+                return path
     return None
+
+
+def _executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 @dataclass(frozen=True)
