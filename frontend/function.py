@@ -322,6 +322,9 @@ def shared(value, name=None, borrow=False, shape=None) -> SharedVariable:
         raise GraphTypeError(f"shared(): cannot make an array from {type(value).__name__}: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise GraphTypeError(f"shared(): expected numeric data, got dtype {arr.dtype}")
+    if not arr.dtype.isnative:
+        # the kernels (CPU, and the GPU after a byte-for-byte upload) read native byte order, as set_value stores
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     static = tuple(shape) if shape is not None else (None,) * arr.ndim
     node = shared_node(arr.dtype, static, name)
     from .variable import SharedStorage

@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import threading
 import weakref
 
-__all__ = ["LoadedObject", "UnsupportedObject", "load_object", "object_symbols"]
+__all__ = ["LoadedObject", "MappingFailed", "UnsupportedObject", "load_object", "object_symbols"]
 
 
 class UnsupportedObject(Exception):
     """The object is malformed or uses something this loader does not handle; nothing of it was made executable."""
+
+
+class MappingFailed(UnsupportedObject, OSError):
+    """``mmap``/``mprotect`` refused (e.g. a hardened kernel that forbids executable anonymous mappings): an
+    OSError with its errno, and an UnsupportedObject, so callers that fall back to another loader do."""
 
 
 # ELF constants (System V gABI and the x86-64 psABI)
@@ -122,11 +128,18 @@ class _Libc:
         self.handles = [libc._handle]
         self._libm_tried = False
         self.cache: dict[str, int | None] = {}
+        # loads in several threads at once: one must not find _libm_tried set before libm's handle is appended
+        # (it would cache a libm function as missing, and every later object calling it would go to LLVM)
+        self._lock = threading.Lock()
 
     def resolve(self, name: str) -> int | None:
         """The process's address for ``name`` (the program and its libraries, then libm), or None."""
         if name in self.cache:
             return self.cache[name]
+        with self._lock:
+            return self._resolve(name)
+
+    def _resolve(self, name: str) -> int | None:
         raw = name.encode()
         address = None
         for handle in self.handles:
@@ -148,7 +161,7 @@ class _Libc:
                 path = find_library("m")
                 if path:
                     self.handles.append(ctypes.CDLL(path)._handle)
-            return self.resolve(name)
+            return self._resolve(name)
         self.cache[name] = address or None
         return address or None
 
@@ -371,6 +384,8 @@ def _plan(obj: bytes, wanted: list[str]) -> _Plan:
     for cls, prot in (("x", _PROT_READ | _PROT_EXEC), ("r", _PROT_READ), ("w", _PROT_READ | _PROT_WRITE)):
         start = pos
         for i in classes[cls]:
+            if sections[i][8] > _PAGE:  # the mapping's base is only page-aligned: the section would be misaligned
+                raise UnsupportedObject(f"section {names[i]} aligned to {sections[i][8]} bytes (> a page)")
             pos = _align(pos, sections[i][8])
             sec_off[i] = pos
             pos += sections[i][5]
@@ -467,13 +482,13 @@ def _map(plan: _Plan) -> LoadedObject:
     libc = _get_libc()
     base = libc.mmap(_mmap_hint or None, plan.size, _PROT_READ | _PROT_WRITE, _MAP_PRIVATE | _MAP_ANONYMOUS, -1, 0)
     if base is None or base == _MASK64:
-        raise OSError(ctypes.get_errno(), "mmap failed for a loaded object")
+        raise MappingFailed(ctypes.get_errno(), "mmap failed for a loaded object")
     try:
         image = _relocate(plan, base)
         ctypes.memmove(base, (ctypes.c_char * len(image)).from_buffer(image), len(image))
         for start, end, prot in plan.regions:
             if prot != _PROT_READ | _PROT_WRITE and libc.mprotect(base + start, _align(end - start, _PAGE), prot):
-                raise OSError(ctypes.get_errno(), "mprotect failed for a loaded object")
+                raise MappingFailed(ctypes.get_errno(), "mprotect failed for a loaded object")
     except BaseException:
         libc.munmap(base, plan.size)
         raise
