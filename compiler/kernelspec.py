@@ -13,7 +13,8 @@ without loading LLVM (about 25 ms of start-up).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 
 from .graph import Node
 from .ops.elementwise import LOWER
@@ -107,3 +108,35 @@ def composite_of(node: Node, reductions=()) -> tuple[Composite, list[Node]] | No
     steps.append((node.op, tuple(slot[id(i)] for i in node.inputs), tuple(sorted(node.attrs.items()))))
     inner = Composite(len(inputs), tuple(steps), tuple(dtypes) + (node.dtype,))
     return (inner, inputs) if lowerable(inner) else None
+
+
+def schedule_kernels(order: list[Node], spec_of, key_text) -> tuple[list[tuple[Node, list[Node], KernelSpec]], list]:
+    """Split the non-leaf nodes of ``order`` into kernels and the rest (computed by numpy): the schedule loop of
+    every backend. ``spec_of(node, name)`` gives a backend's ``(spec, reads)`` or ``None``; kernels are named
+    ``k0, k1, ...`` behind a prefix hashed from ``key_text`` (the canonical graph text, or a function returning it:
+    it is only computed where there are kernels), so names are unique per graph structure. Returns
+    ``([(node, reads, spec), ...], fallback_nodes)``.
+
+    >>> from sympile.compiler.graph import input_node, make_node
+    >>> x = input_node("float64", (None,), name="x")
+    >>> y = make_node("exp", [x])
+    >>> spec_of = lambda node, name: (KernelSpec(name, composite_of(node)[0], (False,), 1), [x])
+    >>> kernels, rest = schedule_kernels([x, y], spec_of, "graph text")
+    >>> kernels[0][2].name[-3:], rest
+    ('_k0', [])
+    """
+    planned, fallback = [], []
+    for node in order:
+        if node.is_leaf:
+            continue
+        found = spec_of(node, f"k{len(planned)}")
+        if found is None:
+            fallback.append(node)
+            continue
+        spec, reads = found
+        planned.append((node, reads, spec))
+    if planned:
+        text = key_text() if callable(key_text) else key_text
+        prefix = "sp" + hashlib.blake2b(text.encode(), digest_size=6).hexdigest() + "_"
+        planned = [(node, reads, replace(spec, name=prefix + spec.name)) for node, reads, spec in planned]
+    return planned, fallback

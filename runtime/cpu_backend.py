@@ -33,7 +33,7 @@ import numpy as np
 
 from sympile.compiler.errors import GraphValueError
 from sympile.compiler.graph import Node, canonical_text, toposort
-from sympile.compiler.kernelspec import ROW_DTYPES, ROW_OPS, KernelSpec, composite_of
+from sympile.compiler.kernelspec import ROW_DTYPES, ROW_OPS, KernelSpec, composite_of, schedule_kernels
 from sympile.compiler.layout import collapse_dims
 from sympile.compiler.ops.fused import FUSIBLE_REDUCTIONS, Composite
 from sympile.compiler.optable import OPS
@@ -165,12 +165,13 @@ class _Library:
 @functools.cache
 def codegen_fingerprint() -> str:
     """A hash of the code generator's sources, so an edited lowering never loads stale cached objects."""
+    from sympile.compiler import kernelspec  # noqa: PLC0415
     from sympile.compiler import llvm as llvm_pkg  # noqa: PLC0415
     from sympile.compiler.ops import elementwise  # noqa: PLC0415
 
     h = hashlib.blake2b(CODEGEN_VERSION.encode(), digest_size=8)
     folder = os.path.dirname(llvm_pkg.__file__)
-    for path in sorted(os.listdir(folder)) + [elementwise.__file__]:
+    for path in sorted(os.listdir(folder)) + [elementwise.__file__, kernelspec.__file__]:
         full = os.path.join(folder, path)
         if full.endswith(".py"):
             with open(full, "rb") as f:
@@ -270,16 +271,8 @@ def program_specs(inputs: list[Node], outputs: list[Node]) -> list[KernelSpec]:
     >>> [s.name[-3:] for s in program_specs([x], [make_node("exp", [x])])]
     ['_k0']
     """
-    specs: list[KernelSpec] = []
-    for node in toposort(outputs):
-        found = None if node.is_leaf else kernel_spec(node, f"k{len(specs)}")
-        if found is not None:
-            specs.append(found[0])
-    if not specs:
-        return []
-    key_text = canonical_text(list(outputs), list(inputs))
-    prefix = "sp" + hashlib.blake2b(key_text.encode(), digest_size=6).hexdigest() + "_"
-    return [dataclasses.replace(s, name=prefix + s.name) for s in specs]
+    planned, _ = schedule_kernels(toposort(outputs), kernel_spec, lambda: canonical_text(list(outputs), list(inputs)))
+    return [spec for _, _, spec in planned]
 
 
 def kernel_spec(node: Node, name: str) -> tuple[KernelSpec, list[Node]] | None:
@@ -528,7 +521,7 @@ class _KernelStep:
         shape = getattr(arrays[0], "shape", None)
         for a in arrays:
             # carray: C-contiguous, aligned (and writeable); numpy scalars from fallback steps take the long way
-            if type(a) is not np.ndarray or a.shape != shape or not a.flags.carray:
+            if type(a) is not np.ndarray or a.shape != shape or not a.flags.carray or not a.dtype.isnative:
                 return self.compute([_operand(a) for a in arrays])
         out = np.empty(shape, self.dtype)
         size = out.size
@@ -861,25 +854,14 @@ class CpuProgram:
         self.shared_nodes = [n for n in self.order if n.op == "shared"]
         self.fallback_nodes: list[Node] = []
         self._library: _Library | None = None
-        planned: list[tuple[Node, list[Node], KernelSpec]] = []
-        for node in self.order:
-            if node.is_leaf:
-                continue
-            found = kernel_spec(node, f"k{len(planned)}")
-            if found is None:
-                self.fallback_nodes.append(node)
-                continue
-            spec, reads = found
-            planned.append((node, reads, spec))
+        key_text = functools.cache(lambda: canonical_text(self.outputs, self.inputs))
+        planned, self.fallback_nodes = schedule_kernels(self.order, kernel_spec, key_text)
         self.kernels: list[Kernel] = []
         self._steps: dict[int, _KernelStep] = {}
         if planned:
-            key_text = canonical_text(self.outputs, self.inputs)
-            prefix = "sp" + hashlib.blake2b(key_text.encode(), digest_size=6).hexdigest() + "_"
-            specs = [dataclasses.replace(s, name=prefix + s.name) for _, _, s in planned]
-            lib = _compile(specs, key_text)
+            lib = _compile([spec for _, _, spec in planned], key_text())
             self._library = lib  # the JIT code lives as long as this reference (the memory cache may drop it)
-            for (node, reads, _), spec in zip(planned, specs):
+            for node, reads, spec in planned:
                 step = _RowStep if spec.reduce in ROW_OPS else _ReduceStep if spec.reduce else _KernelStep
                 self._steps[id(node)] = step(node, reads, spec, lib)
                 self.kernels.append(Kernel(spec, node))

@@ -14,11 +14,10 @@ True
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ..graph import Node, canonical_text, toposort
-from ..llvm.kernels import KernelSpec, composite_of
+from ..kernelspec import KernelSpec, composite_of, schedule_kernels
 from ..ops.fused import Composite
 from ..types import broadcast_shapes
 from .kernels import GPU_REDUCTIONS, MatmulSpec, build_cuda_module, gpu_buildable, kernel_symbols
@@ -112,16 +111,7 @@ def cuda_kernel_spec(node: Node, name: str) -> tuple[KernelSpec | MatmulSpec, li
 def schedule(inputs: list[Node], outputs: list[Node]) -> Schedule:
     """Which nodes of the (optimized) graph run as GPU kernels; kernel names are unique per graph structure."""
     sched = Schedule(toposort(outputs), key=canonical_text(outputs, inputs))
-    prefix = "sp" + hashlib.blake2b(sched.key.encode(), digest_size=6).hexdigest() + "_"
-    for node in sched.order:
-        if node.is_leaf:
-            continue
-        found = cuda_kernel_spec(node, f"k{len(sched.kernels)}")
-        if found is None:
-            sched.fallback.append(node)
-            continue
-        spec, reads = found
-        sched.kernels.append((node, reads, replace(spec, name=prefix + spec.name)))
+    sched.kernels, sched.fallback = schedule_kernels(sched.order, cuda_kernel_spec, sched.key)
     # only what the outputs need through the kernels' reads: a transpose read by the matmul kernel is not computed
     reads_of = {id(node): reads for node, reads, _ in sched.kernels}
     live: set = set()
