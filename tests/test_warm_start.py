@@ -1,5 +1,5 @@
-"""A new process whose code is in the disk cache loads it without LLVM: the host is identified from what the OS
-reports (runtime/host.py) and the object is mapped by our own loader (runtime/objload.py)."""
+"""A new process whose code is in the disk cache loads it without LLVM: the host is identified by the CPUID leaves
+LLVM reads (runtime/host.py) and the object is mapped by our own loader (runtime/objload.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from sympile.runtime.host import cpu_fingerprint
+from sympile.runtime import host
+from sympile.runtime.host import cpu_fingerprint, cpuid
 
 CHILD = """
 import json, sys
@@ -38,9 +39,7 @@ def _child(cache_dir, **env) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(
-    not (sys.platform.startswith("linux") and platform.machine() == "x86_64"), reason="objload is x86-64 Linux"
-)
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.machine() == "x86_64"), reason="x86-64 Linux")
 def test_new_process_with_warm_disk_cache_never_imports_llvm(tmp_path):
     first = _child(tmp_path)
     assert first == {"llvm": True, "close": True}  # compiled: LLVM was needed
@@ -50,23 +49,51 @@ def test_new_process_with_warm_disk_cache_never_imports_llvm(tmp_path):
     assert forced == {"llvm": True, "close": True}  # LLVM's JIT still loads the same entry
 
 
-def test_cpu_fingerprint_follows_model_and_flags(tmp_path):
-    base = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel\t\t: 85\nflags\t\t: fpu sse2 avx2\n\nprocessor\t: 1\n"
-    paths = {}
-    for name, text in {
-        "base": base,
-        "same": base.replace("processor\t: 1\n", "processor\t: 1\nflags : other\n") + "cpu MHz : 1200\n",
-        "mhz": base.replace("model\t\t: 85\n", "model\t\t: 85\ncpu MHz\t\t: 3100.2\n"),
-        "flags": base.replace("avx2", "avx2 avx512f"),
-        "model": base.replace(": 85", ": 106"),
-        "noflags": "processor\t: 0\nmodel\t\t: 85\n",
-    }.items():
-        paths[name] = tmp_path / name
-        paths[name].write_text(text)
-    fp = {name: cpu_fingerprint(str(p)) for name, p in paths.items()}
-    assert len(fp["base"]) == 32
-    assert fp["same"] == fp["base"]  # only the first processor counts
-    assert fp["mhz"] == fp["base"]  # the clock is not part of the target
-    assert fp["flags"] != fp["base"] and fp["model"] != fp["base"]
-    assert fp["noflags"] is None  # nothing to predict LLVM's answer from: the caller asks LLVM
-    assert cpu_fingerprint(str(tmp_path / "missing")) is None
+X86_LINUX = sys.platform.startswith("linux") and platform.machine() == "x86_64"
+
+
+def _proc_cpuinfo() -> dict:
+    fields = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f.read().split("\n\n", 1)[0].splitlines():
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+@pytest.mark.skipif(not X86_LINUX, reason="the CPUID stub is x86-64 Linux")
+def test_cpuid_agrees_with_what_the_kernel_reports():
+    info = _proc_cpuinfo()
+    _, ebx, ecx, edx = cpuid(0)
+    assert b"".join(r.to_bytes(4, "little") for r in (ebx, edx, ecx)).decode() == info["vendor_id"]
+    eax = cpuid(1)[0]
+    family = (eax >> 8) & 0xF
+    model = (eax >> 4) & 0xF
+    if family in (6, 15):
+        model += ((eax >> 16) & 0xF) << 4
+    family += (eax >> 20) & 0xFF if family == 15 else 0
+    assert (family, model) == (int(info["cpu family"]), int(info["model"]))
+    flags = set(info["flags"].split())
+    bits = {"sse2": cpuid(1)[3] >> 26, "avx": cpuid(1)[2] >> 28, "avx2": cpuid(7)[1] >> 5, "avx512f": cpuid(7)[1] >> 16}
+    for name, bit in bits.items():
+        assert bool(bit & 1) == (name in flags), name
+
+
+@pytest.mark.skipif(not X86_LINUX, reason="the CPUID stub is x86-64 Linux")
+def test_cpu_fingerprint_is_stable_and_differs_from_process_to_process_only_with_the_cpu():
+    fp = cpu_fingerprint()
+    assert len(fp) == 32
+    code = "import sympile.runtime.host as h; print(h.cpu_fingerprint())"
+    others = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
+              for _ in range(2)}  # fmt: skip
+    assert others == {fp}
+
+
+def test_cpu_fingerprint_is_none_where_the_stub_cannot_run(monkeypatch):
+    monkeypatch.setattr(host.platform, "machine", lambda: "aarch64")
+    host.cpu_fingerprint.cache_clear()
+    try:
+        assert host.cpu_fingerprint() is None
+    finally:
+        monkeypatch.undo()
+        host.cpu_fingerprint.cache_clear()
