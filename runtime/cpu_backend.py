@@ -565,16 +565,8 @@ class _KernelStep:
         return out
 
     def compute(self, arrays: list) -> np.ndarray:
-        # the layout work (broadcast shape, entry, loop order, collapsed dims and strides) depends only on the
-        # inputs' shapes and strides, which repeat from call to call: planned once per layout (~10 us of Python)
-        key = tuple([(a.shape, a.strides) for a in arrays])
-        plan = self.plans.get(key)
-        if plan is None:
-            plan = self._plan(arrays)
-            if len(self.plans) >= MAX_PLANS:
-                self.plans.clear()
-            self.plans[key] = plan
-        shape, contiguous, order, alloc_shape, inverse, tail, rows = plan
+        # the layout work (broadcast shape, entry, loop order, collapsed dims and strides): once per layout
+        shape, contiguous, order, alloc_shape, inverse, tail, rows = _layout_plan(self.plans, arrays, self._plan)
         out = None
         if self.reuse is not None and inverse is None and order == "C":
             out = _reusable(arrays[self.reuse], shape, self.dtype)
@@ -633,6 +625,20 @@ class _KernelStep:
 MAX_PLANS = 64
 
 
+def _layout_plan(plans: dict, arrays: list, make) -> tuple:
+    """``make(arrays)``, kept in ``plans`` by the arrays' shapes and strides: a step's layout work (broadcast
+    shape, entry, loop order, collapsed dims and strides, ~10 us of Python) depends on nothing else, and the
+    same layouts come back call after call."""
+    key = tuple([(a.shape, a.strides) for a in arrays])
+    plan = plans.get(key)
+    if plan is None:
+        plan = make(arrays)
+        if len(plans) >= MAX_PLANS:
+            plans.clear()
+        plans[key] = plan
+    return plan
+
+
 class _ReduceStep:
     """Runs one reduction kernel: the kept axes first, the reduced ones last, one output element per range."""
 
@@ -649,14 +655,7 @@ class _ReduceStep:
 
     def run(self, env: dict):
         arrays = [_operand(env[id(i)]) for i in self.inputs]
-        key = tuple([(a.shape, a.strides) for a in arrays])
-        plan = self.plans.get(key)
-        if plan is None:
-            plan = self._plan(arrays)
-            if len(self.plans) >= MAX_PLANS:
-                self.plans.clear()
-            self.plans[key] = plan
-        kind, shape, out_shape, tail, total, work = plan
+        kind, shape, out_shape, tail, total, work = _layout_plan(self.plans, arrays, self._plan)
         if kind == "numpy":
             return run_node(self.node, arrays)  # numpy's error: a zero-size array has no maximum
         if kind == "split":
