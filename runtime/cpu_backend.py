@@ -921,7 +921,7 @@ class CpuProgram:
         nodes, ~10 us of numpy dispatch each. A kept value is never returned, nor read by anything that could
         hand it out or write it: only other kept nodes, kernels (which write a new array), or ops taking it as
         a shape argument."""
-        deterministic = ("getitem", "stack", "fused")
+        deterministic = ("getitem", "stack", "fused", "dimshuffle", "reshape")
         shape_only: set[int] = set()
         for node in self.order:
             if node.is_leaf or id(node) in {id(o) for o in self.outputs}:
