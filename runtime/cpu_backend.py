@@ -523,10 +523,10 @@ class _KernelStep:
             # carray: C-contiguous, aligned (and writeable); numpy scalars from fallback steps take the long way
             if type(a) is not np.ndarray or a.shape != shape or not a.flags.carray or not a.dtype.isnative:
                 return self.compute([_operand(a) for a in arrays])
-        out = np.empty(shape, self.dtype)
-        size = out.size
+        size = arrays[0].size
         if size >= SMALL_ELEMENTS or size == 0:
             return self.compute(list(arrays))
+        out = np.empty(shape, self.dtype)  # (only here: a large output allocated twice costs page faults)
         if self.by_object is not None:
             words = self.words(*map(id, arrays), id(out))  # held in a local: the kernel reads it during the call
         else:
@@ -551,10 +551,10 @@ class _KernelStep:
         for a, dtype in zip(args, dtypes):
             if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape or not a.flags.carray:
                 return None
-        out = np.empty(shape, self.dtype)
-        size = out.size
+        size = args[0].size
         if size >= SMALL_ELEMENTS or size == 0:
             return None
+        out = np.empty(shape, self.dtype)
         if self.by_object is not None:  # args and out stay referenced until the call returns
             words = self.words(*map(id, args), id(out))  # held in a local: the kernel reads it during the call
         else:
