@@ -90,3 +90,21 @@ def test_integer_error_from_the_kernel_is_raised():
     np.testing.assert_array_equal(g(np.array([2, 3]), np.array([3, 2])), [8, 9])
     with pytest.raises(ValueError, match="negative integer powers"):
         g(np.array([2]), np.array([-1]))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 5000, 20000, 70000])
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_a_one_reduction_function_takes_the_short_path_and_gives_numpys_values(n, axis):
+    x, y = st.fmatrices("x", "y")
+    g = sp.function([x, y], (x * y).sum(axis=axis))
+    assert g._fast is not None  # one reduction kernel over the inputs
+    rng = np.random.default_rng(n)
+    a, b = (rng.standard_normal((n, 3)).astype(np.float32) for _ in range(2))
+    layouts = [(a, b), (a[::-1], b), (np.asfortranarray(a), b.astype(np.float16))] + [(a.tolist(), b)] * (n > 0)
+    for args in layouts:
+        got, want = g(*args), (np.asarray(args[0], np.float32) * np.asarray(args[1], np.float32)).sum(axis=axis)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)  # float32 sums in another order
+        assert not any(np.shares_memory(got, v) for v in args if isinstance(v, np.ndarray))
+    with pytest.raises(TypeError, match="'y'"):
+        g(a, "text")
