@@ -274,7 +274,8 @@ def _strided(module: ir.Module, spec: KernelSpec) -> None:
                 b.store(firsts[k], b.gep(buffers[k], [t], source_etype=mtys[k]))
             return st
 
-        counted_loop(b, body, zero, b.select(any_bcast, block, zero), [], fill, "s.fill")
+        # (only as many as a block of this row takes: a (256, 10) kernel filled 256 per row, 25x the work)
+        counted_loop(b, body, zero, b.select(any_bcast, short, zero), [], fill, "s.fill")
 
         def chunk(b: ir.IRBuilder, jb, st):
             rest = b.sub(inner_len, jb)
