@@ -5,16 +5,17 @@ other ops run through numpy on the host.
 ``run(inputs, shared) -> outputs``, ``shared_nodes``, ``kernels`` (each with ``.name``, ``.llvm_ir``, ``.asm``
 = PTX) and ``fallback_nodes`` (the nodes computed by numpy on the host; ``debugprint`` marks them).
 
-Values stay on the device between kernels; a host node's inputs are copied back (and its result copied up when
-a kernel reads it), except where metadata is enough (``shape``; ``sum_to`` its own shape; a ``dimshuffle``,
-transposes included, is a strided view of the same memory, a ``reshape`` of a C-ordered value a view too;
-kernels read views through their strides). Only the function's inputs and outputs cross the bus
+Values stay on the device between kernels; a host node's inputs are copied back (and its result copied up when a
+kernel reads it), except where metadata is enough (``shape``; ``sum_to`` its own shape; a ``dimshuffle``, transposes
+included, is a strided view of the same memory, a ``reshape`` of a C-ordered value a view too, an ``alloc`` (fill) a
+view with stride 0 along the broadcast axes; kernels read views through their strides) and for a float ``sum_to``
+that sums (a GPU sum over the axes found at run time). Only the function's inputs and outputs cross the bus
 otherwise: shared variables live on the device (:meth:`CudaProgram.place_shared`; the frontend stores the
-:class:`DeviceArray` and ``get_value()`` copies it back), and updates are returned as device arrays. The PTX
-is cached on disk (runtime/cache.py), so a new process building the same graph skips LLVM. pycuda is imported
-when the first CUDA program is built; without pycuda or a GPU, building one raises :class:`CudaUnavailable`
-saying what is missing. :func:`use_driver` swaps in another driver module with pycuda.driver's interface (the
-tests use a fake one that runs the kernels' host simulation).
+:class:`DeviceArray` and ``get_value()`` copies it back), and updates are returned as device arrays. The PTX is
+cached on disk (runtime/cache.py), so a new process building the same graph skips LLVM. pycuda is imported when the
+first CUDA program is built; without pycuda or a GPU, building one raises :class:`CudaUnavailable` saying what is
+missing. :func:`use_driver` swaps in another driver module with pycuda.driver's interface (the tests use a fake one
+that runs the kernels' host simulation).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import functools
 import hashlib
 import os
+from dataclasses import replace
 
 import numpy as np
 
@@ -237,6 +239,27 @@ class DeviceArray:
         return [0] * (nd - len(self.shape)) + st[::-1]
 
 
+def _broadcast_view(x: DeviceArray, shape: list) -> DeviceArray | None:
+    """``alloc(x, *shape)`` as a view of ``x``'s memory: stride 0 along the axes it is broadcast along (device values
+    are never written in place: every kernel writes a new array). ``None`` where numpy's broadcast would fail.
+
+    >>> class Dev:
+    ...     alloc = staticmethod(lambda nbytes: 0)
+    >>> _broadcast_view(DeviceArray(Dev(), (1, 3), "float32"), [4, 2, 3]).strides(3)
+    [0, 0, 1]
+    """
+    if len(shape) < x.ndim or any(d < 0 for d in shape):
+        return None
+    lead = len(shape) - x.ndim
+    src = x.strides(x.ndim)
+    strides = [0] * lead
+    for d, xd, st in zip(shape[lead:], x.shape, src):
+        if xd != d and xd != 1:
+            return None  # numpy's error, from numpy
+        strides.append(st if xd == d else 0)
+    return x.view(tuple(shape), tuple(strides))
+
+
 def _has_pow(spec) -> bool:
     """Whether a kernel may flag numpy's error (an integer to a negative power): only ``pow`` steps can."""
     return not isinstance(spec, MatmulSpec) and any(op == "pow" for op, _, _ in spec.inner.steps)
@@ -286,6 +309,11 @@ class CudaProgram:
         self.fallback = {id(n) for n in self.fallback_nodes}
         self.kernels = [CudaKernel(spec, node, self.device.arch) for node, _, spec in sched.kernels]
         self._kernel_of = {id(node): (reads, spec) for node, reads, spec in sched.kernels}
+        # the nodes whose values kernels read, directly or through views (a fill goes up small, then is a view)
+        self._kernel_reads = {id(r) for _, reads, _ in sched.kernels for r in reads}
+        for node in reversed(sched.order):
+            if id(node) in self._kernel_reads and node.op in ("dimshuffle", "reshape") and id(node) in self.fallback:
+                self._kernel_reads.add(id(node.inputs[0]))
         self._functions: dict | None = None
         self._err = None
         self.may_fail = any(_has_pow(spec) for spec in sched.specs)
@@ -377,15 +405,18 @@ class CudaProgram:
             self._launch(f"{spec.name}_s", grid, block, [_i64(out.size), *ptrs, *meta])
         return out
 
-    def _reduce(self, node: Node, spec, arrays: list):
+    def _reduce(self, node: Node, spec, arrays: list, keepdims: bool | None = None):
         shapes = [a.shape for a in arrays]
         shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_or_raise(node, shapes)
         axes, nd = spec.axes, len(shape)
         n_red = int(np.prod([shape[a] for a in axes], dtype=np.int64))
-        if n_red == 0 and spec.reduce in ("max", "min", "argmax", "argmin"):
-            return run_node(node, [a.get() for a in arrays])  # numpy's error: a zero-size array has no maximum
-        keepdims = node.attrs.get("keepdims", False)  # (a matrix-vector product has none)
+        if keepdims is None:
+            keepdims = node.attrs.get("keepdims", False)  # (a matrix-vector product has none)
         out_shape = tuple(1 if d in axes else shape[d] for d in range(nd) if keepdims or d not in axes)
+        if n_red == 0 and spec.reduce in ("max", "min", "argmax", "argmin"):
+            if id(node) in self.schedule.empty_max_is_neg_inf:  # an expanded logsumexp's shift: numpy gives -inf
+                return np.full(out_shape, -np.inf, spec.out_dtype)
+            return run_node(node, [a.get() for a in arrays])  # numpy's error: a zero-size array has no maximum
         out = DeviceArray(self.device, out_shape, spec.out_dtype)
         if out.size == 0:
             return out
@@ -407,6 +438,24 @@ class CudaProgram:
         args = [_i64(out.size), _i64(gx), _i64(n_red), *(_ptr(p) for p in partials), _ptr(out)]
         self._launch(f"{spec.name}_rf", grid, fblock, args)
         return out
+
+    def _sum_to(self, node: Node, args: list) -> DeviceArray | None:
+        """``sum_to(x, shape)`` of a device value as a GPU sum over the axes numpy's ``sum_to`` would sum, known
+        only now (the kernel of the schedule for that many axes); ``None``: run it on the host (numpy's error
+        for shapes that do not match, or no kernel)."""
+        x, target = args
+        specs = self.schedule.sum_to.get(id(node))
+        if specs is None or not isinstance(x, DeviceArray) or isinstance(target, DeviceArray):
+            return None
+        shape = tuple(int(d) for d in np.asarray(target).reshape(-1))
+        lead = x.ndim - len(shape)
+        if lead < 0:
+            return None
+        axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
+        if tuple(1 if d in axes else x.shape[d] for d in range(lead, x.ndim)) != shape or len(axes) not in specs:
+            return None
+        out = self._reduce(node, replace(specs[len(axes)], axes=axes), [x], keepdims=True)
+        return out.view(shape)
 
     def _matmul(self, node: Node, spec: MatmulSpec, arrays: list):
         """``a @ b`` for operands of rank 1 or 2 (numpy's dot/matmul rules): as an ``m x k`` by ``k x n``
@@ -466,6 +515,8 @@ class CudaProgram:
             strides = x.strides(x.ndim)
             shape = tuple(1 if d == "x" else x.shape[d] for d in order)
             return x.view(shape, tuple(0 if d == "x" else strides[d] for d in order))
+        if node.op == "alloc" and not any(isinstance(d, DeviceArray) for d in args[1:]):
+            return _broadcast_view(x, [int(np.asarray(d)) for d in args[1:]])
         if node.op == "reshape" and x.contiguous and not isinstance(args[1], DeviceArray):
             target = [int(d) for d in np.asarray(args[1]).reshape(-1)]
             if target.count(-1) == 1 and all(d > 0 for d in target if d != -1):
@@ -492,7 +543,14 @@ class CudaProgram:
                 raise GraphValueError(f"no value for input {node.describe()}")
             found = self._kernel_of.get(id(node))
             if found is None or self._on_host_anyway(node, found, env):
-                value = self._without_transfer(node, [env[id(i)] for i in node.inputs])
+                args = [env[id(i)] for i in node.inputs]
+                value = self._without_transfer(node, args)
+                if value is None and node.op == "sum_to":
+                    value = self._sum_to(node, args)
+                if value is None and node.op == "alloc" and id(node) in self._kernel_reads:
+                    # a fill read by a kernel: its (small) value goes up, not the filled array
+                    args[0] = self._on_device(device, id(node.inputs[0]), args[0])
+                    value = self._without_transfer(node, args)
                 if value is None:
                     with np.errstate(all="ignore"):  # numpy's values (inf, nan), without warnings
                         args = [self._on_host(host, id(i), env[id(i)]) for i in node.inputs]
@@ -519,9 +577,10 @@ class CudaProgram:
                 self.device.drv.memset_d32(self._err.allocation, 0, 1)
                 where = "; ".join(n.describe() for n, _, sp in self.schedule.kernels if _has_pow(sp))
                 raise GraphValueError(f"{where}: Integers to negative integer powers are not allowed.")
-        n_host = len(self.outputs) - self.device_outputs
-        outs = [np.asarray(self._on_host(host, id(o), env[id(o)])) for o in self.outputs[:n_host]]
-        return outs + [self.place_shared(env[id(o)]) for o in self.outputs[n_host:]]
+        outputs = self.schedule.outputs  # (the scheduled graph's: row ops expanded)
+        n_host = len(outputs) - self.device_outputs
+        outs = [np.asarray(self._on_host(host, id(o), env[id(o)])) for o in outputs[:n_host]]
+        return outs + [self.place_shared(env[id(o)]) for o in outputs[n_host:]]
 
 
 __all__ = ["CudaProgram", "CudaUnavailable", "DeviceArray", "kernel_symbols", "use_driver"]

@@ -4,7 +4,9 @@ The schedule mirrors the CPU backend's: every fused elementwise node, every elem
 reduction in :data:`~sympile.compiler.cuda.kernels.GPU_REDUCTIONS` (with its absorbed producers) becomes a
 kernel; a node whose scalar code would call something NVPTX cannot select stays on the host (numpy). 2-d (and
 matrix-vector) float32/float64 ``matmul`` and ``dot`` become our matmul kernel, reading a transposed operand
-(``x.T``) through its strides, so the transpose itself is not computed.
+(``x.T``) through its strides, so the transpose itself is not computed. ``softmax``, ``log_softmax`` and
+``logsumexp`` are first expanded (:func:`expand_for_gpu`) into max and sum reductions and fused elementwise
+kernels; a ``sum_to`` whose summed axes are known only at run time gets sum kernels (:func:`sum_to_specs`).
 
 >>> from sympile.compiler.graph import input_node, make_node
 >>> x = input_node("float32", (None,), name="x")
@@ -14,11 +16,14 @@ True
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
-from ..graph import Node, canonical_text, toposort
+from ..fusion import fuse
+from ..graph import Node, canonical_text, constant_node, make_node, rebuild, toposort
 from ..kernelspec import KernelSpec, composite_of, schedule_kernels
 from ..ops.fused import Composite
+from ..ops.inference import static_int_vector
 from ..types import broadcast_shapes
 from .kernels import GPU_REDUCTIONS, MatmulSpec, build_cuda_module, gpu_buildable, kernel_symbols
 from .ptx import to_ptx
@@ -33,10 +38,18 @@ class Schedule:
     kernels: list = field(default_factory=list)
     fallback: list = field(default_factory=list)
     key: str = ""
+    #: the outputs of the scheduled graph (row ops expanded by :func:`expand_for_gpu`): the runtime reads these
+    outputs: list = field(default_factory=list)
+    #: ids of ``max`` nodes (a logsumexp's shift) whose reduction over zero elements is -inf, not numpy's error
+    empty_max_is_neg_inf: frozenset = frozenset()
+
+    #: per host ``sum_to`` node (by id) whose summed axes are known only at run time: ``{r: spec}``, a sum over
+    #: the last ``r`` of ``r`` reduced axes (the kernels take any axes, permuted last by the runtime)
+    sum_to: dict = field(default_factory=dict)
 
     @property
     def specs(self) -> list[KernelSpec]:
-        return [s for _, _, s in self.kernels]
+        return [s for _, _, s in self.kernels] + [s for specs in self.sum_to.values() for s in specs.values()]
 
     @property
     def symbols(self) -> list[str]:
@@ -108,9 +121,103 @@ def cuda_kernel_spec(node: Node, name: str) -> tuple[KernelSpec | MatmulSpec, li
     return (spec, reads) if gpu_buildable(spec) else None
 
 
+#: ops that run as several GPU kernels after :func:`expand_for_gpu` (for these input dtypes), not on the host
+EXPANDED_OPS = ("softmax", "log_softmax", "logsumexp")
+EXPANDED_DTYPES = ("float32", "float64")
+
+
+def _expand(node: Node) -> tuple[Node, list[Node]] | None:
+    """The stable decomposition of a softmax, log_softmax or logsumexp node into max, sum and elementwise nodes
+    (each with ``node``'s source line), and the logsumexp's shift ``max`` nodes; ``None`` to keep the node.
+
+    The same formulas as the numpy references (ops/nn.py, ops/reductions.py), so results agree to rounding:
+    ``m = max(x)``; softmax ``exp(x - m) / sum(exp(x - m))``; log_softmax ``(x - m) - log(sum(exp(x - m)))``;
+    logsumexp ``log(sum(exp(x - m'))) + m'`` with ``m' = where(isinf(m), 0, m)`` (numpy's ``isfinite``: a nan
+    ``m`` gives nan either way). ``exp(x - m)`` is written twice so that fusion makes one ``fused_reduce`` for
+    the sum and one fused kernel for the result, recomputing the exponentials instead of storing them.
+    """
+    if node.op not in EXPANDED_OPS or node.inputs[0].dtype not in EXPANDED_DTYPES or node.inputs[0].ndim == 0:
+        return None
+    (x,) = node.inputs
+    source = node.source
+
+    def ap(op: str, *inputs, **attrs) -> Node:
+        args = [i if isinstance(i, Node) else constant_node(i, weak=True) for i in inputs]
+        return make_node(op, args, source=source, **attrs)
+
+    if node.op == "logsumexp":
+        axis, keepdims = node.attrs["axis"], node.attrs["keepdims"]
+        axes = tuple(range(x.ndim)) if axis is None else tuple(axis)
+        # reduced axes that are leading ones need no keepdims: the reduced value broadcasts against x as is
+        leading = axes == tuple(range(len(axes)))
+        m = ap("max", x, axis=axis, keepdims=keepdims or not leading)
+
+        def shift(m: Node) -> Node:
+            return ap("where", ap("isinf", m), 0, m)
+
+        s = ap("sum", ap("exp", ap("sub", x, shift(m))), axis=axis, keepdims=keepdims)
+        m_out = m
+        if m.ndim != s.ndim:  # keepdims form -> the result's rank: a view on the device (no kernel, no copy)
+            m_out = ap("dimshuffle", m, new_order=tuple(d for d in range(x.ndim) if d not in axes))
+        new, maxes = ap("add", ap("log", s), shift(m_out)), [m]
+    else:
+        axis = node.attrs["axis"]
+        axis = None if axis is None else (axis,)
+        m = ap("max", x, axis=axis, keepdims=True)
+        s = ap("sum", ap("exp", ap("sub", x, m)), axis=axis, keepdims=True)
+        if node.op == "softmax":
+            new = ap("true_div", ap("exp", ap("sub", x, m)), s)
+        else:
+            new = ap("sub", ap("sub", x, m), ap("log", s))
+        maxes = []
+    if new.dtype != node.dtype or new.ndim != node.ndim:
+        return None  # (not expected: the formulas keep the float dtype)
+    new.name = node.name
+    return new, maxes
+
+
+def expand_for_gpu(outputs: list[Node]) -> tuple[list[Node], frozenset]:
+    """``outputs`` with every float32/float64 ``softmax``, ``log_softmax`` and ``logsumexp`` expanded into
+    nodes the GPU runs (max and sum reductions, elementwise ops), then fused; and the ids of the logsumexp
+    shifts' ``max`` nodes (see :class:`Schedule`). Outputs without such nodes come back as they are.
+
+    >>> from sympile.compiler.graph import input_node, make_node
+    >>> x = input_node("float32", (None, None), name="x")
+    >>> [y], _ = expand_for_gpu([make_node("softmax", [x], axis=-1)])
+    >>> y.op, y.attrs["inner"].describe(), [n.op for n in y.inputs]
+    ('fused', 'exp(i0-i1)/i2', ['input', 'max', 'fused_reduce'])
+    """
+    memo: dict[int, Node] = {}
+    maxes: list[Node] = []
+    changed = False
+    for node in toposort(outputs):
+        inputs = [memo[id(i)] for i in node.inputs]
+        if not all(a is b for a, b in zip(inputs, node.inputs)):
+            node_ = rebuild(node, inputs)
+        else:
+            node_ = node
+        found = _expand(node_)  # (after its inputs: a softmax of a softmax expands both)
+        if found is not None:
+            (node_, more), changed = found, True
+            maxes += more
+        memo[id(node)] = node_
+    if not changed:
+        return list(outputs), frozenset()
+    expanded = [memo[id(o)] for o in outputs]
+    expanded = fuse(expanded)
+    live = {id(n) for n in toposort(expanded)}
+    return expanded, frozenset(id(m) for m in maxes if id(m) in live)
+
+
 def schedule(inputs: list[Node], outputs: list[Node]) -> Schedule:
-    """Which nodes of the (optimized) graph run as GPU kernels; kernel names are unique per graph structure."""
-    sched = Schedule(toposort(outputs), key=canonical_text(outputs, inputs))
+    """Which nodes of the (optimized) graph run as GPU kernels; kernel names are unique per graph structure.
+
+    Row ops are expanded first (:func:`expand_for_gpu`): ``sched.outputs`` are the outputs of the graph that is
+    scheduled, which the runtime evaluates in place of ``outputs``.
+    """
+    outputs, empty_max = expand_for_gpu(outputs)
+    sched = Schedule(toposort(outputs), key=canonical_text(outputs, inputs), outputs=outputs)
+    sched.empty_max_is_neg_inf = empty_max
     sched.kernels, sched.fallback = schedule_kernels(sched.order, cuda_kernel_spec, sched.key)
     # only what the outputs need through the kernels' reads: a transpose read by the matmul kernel is not computed
     reads_of = {id(node): reads for node, reads, _ in sched.kernels}
@@ -124,7 +231,40 @@ def schedule(inputs: list[Node], outputs: list[Node]) -> Schedule:
     sched.order = [n for n in sched.order if id(n) in live]
     sched.fallback = [n for n in sched.fallback if id(n) in live]
     sched.kernels = [k for k in sched.kernels if id(k[0]) in live]
+    prefix = "sp" + hashlib.blake2b(sched.key.encode(), digest_size=6).hexdigest() + "_"  # (as schedule_kernels)
+    for j, node in enumerate(n for n in sched.fallback if n.op == "sum_to"):
+        specs = sum_to_specs(node, f"{prefix}t{j}")
+        if specs:
+            sched.sum_to[id(node)] = specs
     return sched
+
+
+#: the dtypes whose ``sum_to`` runs as a GPU sum (numpy sums in the value's own dtype: for these, ours too)
+SUM_TO_DTYPES = ("float32", "float64")
+
+
+def sum_to_specs(node: Node, name: str) -> dict[int, KernelSpec]:
+    """Sum kernels for a ``sum_to`` node (a gradient's unbroadcast where static shapes cannot tell which axes were
+    broadcast): ``{r: spec}`` for every count ``r`` of axes it may sum at run time (leading axes, and those where
+    the target may be 1). The reduction kernels take the axes' sizes and strides as arguments, kept axes first,
+    so one spec per count serves any set of axes. Empty for other dtypes (the node stays a host node).
+
+    >>> from sympile.compiler.graph import input_node, make_node
+    >>> x, b = input_node("float32", (None, None)), input_node("float32", (None,))
+    >>> sorted(sum_to_specs(make_node("sum_to", [x, make_node("shape", [b])]), "t0"))
+    [1, 2]
+    """
+    x, shp = node.inputs
+    if x.dtype not in SUM_TO_DTYPES or x.ndim == 0 or shp.shape[0] is None:
+        return {}
+    lead = x.ndim - shp.shape[0]
+    static = static_int_vector(shp) or [None] * shp.shape[0]
+    most = lead + sum(1 for d, xd in zip(static, x.shape[lead:]) if d in (None, 1) and xd != 1)
+    identity = Composite(1, (), (x.dtype,))
+    return {
+        r: KernelSpec(f"{name}r{r}", identity, (False,), x.ndim, "sum", tuple(range(x.ndim - r, x.ndim)), x.dtype)
+        for r in range(1, most + 1)
+    }
 
 
 def module_ir(specs: list[KernelSpec], mode: str = "gpu") -> str:
@@ -149,4 +289,14 @@ def emit_ptx(inputs: list[Node], outputs: list[Node], arch: str = "sm_90") -> st
     return host + to_ptx(module_ir(sched.specs), arch)
 
 
-__all__ = ["MATMUL_OPS", "Schedule", "cuda_kernel_spec", "emit_ptx", "matmul_spec", "module_ir", "schedule"]
+__all__ = [
+    "EXPANDED_OPS",
+    "MATMUL_OPS",
+    "Schedule",
+    "cuda_kernel_spec",
+    "emit_ptx",
+    "expand_for_gpu",
+    "matmul_spec",
+    "module_ir",
+    "schedule",
+]
