@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m compileall -q frontend compiler runtime > /dev/null
 	$(BIN)/python bench/run.py
+
+# The GPU benchmark (issue 6). No install step: a lent GPU machine has no internet, so it runs the carried .venv's
+# python, else $(PYTHON) (bench/gpu.py then imports sympile from this checkout). Without pycuda or a GPU it says
+# so in one line and exits 0. Options: make bench-gpu BENCH_GPU_ARGS='--only G1,G4 --json gpu.json' (--driver cupy
+# where only CuPy, not pycuda, is installed)
+bench-gpu:
+	@py=$(BIN)/python; test -x $$py || py=$(PYTHON); set -x; $$py bench/gpu.py $(BENCH_GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
