@@ -136,7 +136,15 @@ def schedule_kernels(order: list[Node], spec_of, key_text) -> tuple[list[tuple[N
         spec, reads = found
         planned.append((node, reads, spec))
     if planned:
-        text = key_text() if callable(key_text) else key_text
-        prefix = "sp" + hashlib.blake2b(text.encode(), digest_size=6).hexdigest() + "_"
+        prefix = kernel_prefix(key_text() if callable(key_text) else key_text)
         planned = [(node, reads, replace(spec, name=prefix + spec.name)) for node, reads, spec in planned]
     return planned, fallback
+
+
+def kernel_prefix(key_text: str) -> str:
+    """The prefix of a graph's kernel names: a hash of its canonical text, so names are unique per structure.
+
+    >>> kernel_prefix("graph text")[:2], len(kernel_prefix("graph text"))
+    ('sp', 15)
+    """
+    return "sp" + hashlib.blake2b(key_text.encode(), digest_size=6).hexdigest() + "_"

@@ -16,12 +16,11 @@ True
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from ..fusion import fuse
 from ..graph import Node, canonical_text, constant_node, make_node, rebuild, toposort
-from ..kernelspec import KernelSpec, composite_of, schedule_kernels
+from ..kernelspec import KernelSpec, composite_of, kernel_prefix, schedule_kernels
 from ..ops.fused import Composite
 from ..ops.inference import static_int_vector
 from ..types import broadcast_shapes
@@ -231,7 +230,7 @@ def schedule(inputs: list[Node], outputs: list[Node]) -> Schedule:
     sched.order = [n for n in sched.order if id(n) in live]
     sched.fallback = [n for n in sched.fallback if id(n) in live]
     sched.kernels = [k for k in sched.kernels if id(k[0]) in live]
-    prefix = "sp" + hashlib.blake2b(sched.key.encode(), digest_size=6).hexdigest() + "_"  # (as schedule_kernels)
+    prefix = kernel_prefix(sched.key)
     for j, node in enumerate(n for n in sched.fallback if n.op == "sum_to"):
         specs = sum_to_specs(node, f"{prefix}t{j}")
         if specs:
