@@ -191,6 +191,7 @@ class FakeDriver:
     def __init__(self, sm_count: int = 2, capability=(8, 0)):
         self.launches: list = []
         self.copies = {"htod": 0, "dtoh": 0}
+        self.copied_bytes = {"htod": 0, "dtoh": 0}
         self.simulators: dict = {}
         self.loaded: list = []
         self.device_attribute = SimpleNamespace(MULTIPROCESSOR_COUNT="MULTIPROCESSOR_COUNT")
@@ -212,10 +213,12 @@ class FakeDriver:
 
     def memcpy_htod(self, dest, src: np.ndarray):
         self.copies["htod"] += 1
+        self.copied_bytes["htod"] += src.nbytes
         ctypes.memmove(int(dest), src.ctypes.data, src.nbytes)
 
     def memcpy_dtoh(self, dest: np.ndarray, src):
         self.copies["dtoh"] += 1
+        self.copied_bytes["dtoh"] += dest.nbytes
         ctypes.memmove(dest.ctypes.data, int(src), dest.nbytes)
 
     def memset_d32(self, dest, value: int, count: int):

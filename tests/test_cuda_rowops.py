@@ -5,6 +5,8 @@ the transfers, and the PTX through ptxas."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from test_cuda_ptx import cuda_function, needs_ptxas
@@ -194,3 +196,36 @@ def test_sum_to_that_sums_runs_on_the_gpu(dtype):
         assert copies == {"htod": 4, "dtoh": 2}
         if b_len == 1:
             assert any(name.split("_")[-2].startswith("t") for name, _, _ in f.program.launches)
+
+
+VAR_CASES = [
+    ("var", {}),
+    ("var", {"axis": 1}),
+    ("var", {"axis": 0, "ddof": 1}),
+    ("var", {"axis": (0, 1), "keepdims": True}),
+    ("std", {"axis": -1, "keepdims": True}),
+    ("std", {"axis": 0, "ddof": 1.5}),
+    ("std", {"axis": 1, "ddof": 200}),  # more than the row's length: numpy's max(n - ddof, 0) gives inf
+]
+
+
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("op", "kwargs"), VAR_CASES)
+def test_var_and_std_run_on_the_gpu_and_match_numpy(op, kwargs, dtype, static):
+    shape = (9, 130)
+    x = st.tensor(dtype, shape if static else (None, None), name="x")
+    out = getattr(st, op)(x, **kwargs)
+    values = RNG.standard_normal(shape).astype(dtype) * 3 + 100  # an offset: a one-pass formula would lose it
+    f, driver = cuda_function([x], out)
+    driver.copied_bytes.update(htod=0, dtoh=0)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's "Degrees of freedom <= 0" for ddof=200
+        got, want = f(values), sp.function([x], out, backend="numpy")(values)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=0)
+    assert not _host_ops(f) & {"var", "std"}  # only shape arithmetic may stay on the host
+    assert _host_ops(f) <= {"shape", "getitem"}
+    # x goes up once and the result comes down; at most a scalar or two (the count from x's shape) besides
+    assert values.nbytes <= driver.copied_bytes["htod"] <= values.nbytes + 16
+    assert driver.copied_bytes["dtoh"] == got.nbytes

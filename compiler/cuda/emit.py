@@ -16,7 +16,10 @@ True
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..fusion import fuse
 from ..graph import Node, canonical_text, constant_node, make_node, rebuild, toposort
@@ -121,7 +124,7 @@ def cuda_kernel_spec(node: Node, name: str) -> tuple[KernelSpec | MatmulSpec, li
 
 
 #: ops that run as several GPU kernels after :func:`expand_for_gpu` (for these input dtypes), not on the host
-EXPANDED_OPS = ("softmax", "log_softmax", "logsumexp")
+EXPANDED_OPS = ("softmax", "log_softmax", "logsumexp", "var", "std")
 EXPANDED_DTYPES = ("float32", "float64")
 
 
@@ -144,7 +147,9 @@ def _expand(node: Node) -> tuple[Node, list[Node]] | None:
         args = [i if isinstance(i, Node) else constant_node(i, weak=True) for i in inputs]
         return make_node(op, args, source=source, **attrs)
 
-    if node.op == "logsumexp":
+    if node.op in ("var", "std"):
+        new, maxes = _variance(node, ap), []
+    elif node.op == "logsumexp":
         axis, keepdims = node.attrs["axis"], node.attrs["keepdims"]
         axes = tuple(range(x.ndim)) if axis is None else tuple(axis)
         # reduced axes that are leading ones need no keepdims: the reduced value broadcasts against x as is
@@ -173,6 +178,28 @@ def _expand(node: Node) -> tuple[Node, list[Node]] | None:
         return None  # (not expected: the formulas keep the float dtype)
     new.name = node.name
     return new, maxes
+
+
+def _variance(node: Node, ap) -> Node:
+    """numpy's var (std: its square root): ``d = x - mean(x)``, ``sum(d * d) / max(n - ddof, 0)`` with ``n`` the
+    elements reduced per result (a constant where the reduced dimensions are static, else from ``x``'s shape on
+    the host: a few integers), as ``numpy/_core/_methods.py`` computes it."""
+    (x,) = node.inputs
+    axis, keepdims, ddof = node.attrs["axis"], node.attrs["keepdims"], node.attrs.get("ddof", 0)
+    axes = tuple(range(x.ndim)) if axis is None else tuple(axis)
+    d = ap("sub", x, ap("mean", x, axis=axis, keepdims=True))
+    total = ap("sum", ap("mul", d, d), axis=axis, keepdims=keepdims)
+    dims = [x.shape[a] for a in axes]
+    if None not in dims:
+        count = constant_node(np.asarray(max(math.prod(dims) - ddof, 0), dtype=x.dtype))
+    else:
+        n = constant_node(np.ones((), dtype=x.dtype))
+        for a in axes:
+            size = x.shape[a] if x.shape[a] is not None else ap("getitem", ap("shape", x), index=(("int", a),))
+            n = ap("mul", n, ap("cast", size, dtype=x.dtype) if isinstance(size, Node) else size)
+        count = ap("maximum", ap("sub", n, ddof), 0)
+    new = ap("true_div", total, count)
+    return ap("sqrt", new) if node.op == "std" else new
 
 
 def expand_for_gpu(outputs: list[Node]) -> tuple[list[Node], frozenset]:
