@@ -24,7 +24,7 @@ import time
 import machine  # first: it sets the thread variables before numpy loads them (the numpy out= yardstick)
 
 # isort: split
-from harness import BASELINE, Case, Row, run_case
+from harness import BASELINE, Case, Row, add_common_options, run_case
 from report import format_table
 
 
@@ -49,13 +49,8 @@ def _import_sympile() -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes and short timing: a smoke run")
+    add_common_options(p, "G1,G3", "cupy,sympile")
     p.add_argument("--tiny", action="store_true", help="toy sizes (the smoke test's simulated driver)")
-    p.add_argument("--only", default="", help="comma-separated workloads, e.g. G1,G3 (default: all)")
-    p.add_argument("--impls", default="", help="comma-separated implementation name prefixes, e.g. cupy,sympile")
-    p.add_argument("--budget", type=float, default=None, help="seconds of timing per implementation")
-    p.add_argument("--json", metavar="PATH", help="also write the results (and the machine) as JSON")
-    p.add_argument("--markdown", action="store_true", help="print the table as markdown")
     p.add_argument("--driver", choices=("pycuda", "cupy"), default="pycuda",
                    help="how sympile reaches the GPU: pycuda (sympile[cuda]), or CuPy's bindings through "
                         "bench/cupy_driver.py where pycuda is not installed")  # fmt: skip

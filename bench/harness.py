@@ -87,6 +87,17 @@ class Row:
         return asdict(self)
 
 
+def add_common_options(p, workloads: str, impls: str) -> None:
+    """The options bench/run.py and bench/gpu.py share (``p``: an argparse parser); ``workloads`` and ``impls``
+    are examples for the help text, e.g. ``"W1,W3"`` and ``"numpy,sympile"``."""
+    p.add_argument("--quick", action="store_true", help="small sizes and short timing: a smoke run")
+    p.add_argument("--only", default="", help=f"comma-separated workloads, e.g. {workloads} (default: all)")
+    p.add_argument("--impls", default="", help=f"comma-separated implementation name prefixes, e.g. {impls}")
+    p.add_argument("--budget", type=float, default=None, help="seconds of timing per implementation")
+    p.add_argument("--json", metavar="PATH", help="also write the results (and the machine) as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the table as markdown")
+
+
 def compare(result, expected, rtol: float, atol: float) -> str | None:
     """None when ``result`` matches ``expected`` (a value or a tuple of values), else what differs."""
     results = result if isinstance(result, (tuple, list)) else (result,)

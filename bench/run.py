@@ -25,7 +25,7 @@ import compile_latency
 import elementwise
 import nn
 import peers
-from harness import Case, Row, Settings, run_case
+from harness import Case, Row, Settings, add_common_options, run_case
 from report import BANDWIDTH_WORKLOADS, add_bandwidth_share, format_table, triad_limit
 from sympile_impl import default_backend
 
@@ -43,12 +43,7 @@ WORKLOADS = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", default=None, help="sympile backend (default: 'cpu' if registered, else 'numpy')")
-    p.add_argument("--quick", action="store_true", help="small sizes and short timing: a smoke run")
-    p.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3 (default: all)")
-    p.add_argument("--impls", default="", help="comma-separated implementation name prefixes, e.g. numpy,sympile")
-    p.add_argument("--budget", type=float, default=None, help="seconds of timing per implementation")
-    p.add_argument("--json", metavar="PATH", help="also write the results (and the machine) as JSON")
-    p.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    add_common_options(p, "W1,W3", "numpy,sympile")
     return p.parse_args(argv)
 
 
