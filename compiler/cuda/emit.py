@@ -310,7 +310,7 @@ def emit_ptx(inputs: list[Node], outputs: list[Node], arch: str = "sm_90") -> st
     """
     sched = schedule(inputs, outputs)
     host = "".join(f"// host (numpy): {n.op} {n.type.short()}\n" for n in sched.fallback)
-    if not sched.kernels:
+    if not sched.specs:
         return host
     return host + to_ptx(module_ir(sched.specs), arch)
 
