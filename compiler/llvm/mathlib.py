@@ -20,12 +20,16 @@ Cody-Waite range reduction by ln2 or pi/2 (three-part constants, fma), a polynom
 exact scaling by two powers of two (so overflow gives inf and underflow rounds once into the subnormals). Where a
 result would be rounded twice, the rounding error is carried (two_sum, fma residuals) and added at the end. pow uses
 a double-double logarithm. float32 is computed in float32 (16 lanes per AVX-512 vector) with its own shorter
-polynomials, except erf, erfc and pow, which compute in double and round once (FLOAT32_NATIVE).
+polynomials, except erf, erfc and pow, which compute in double and round once (FLOAT32_NATIVE). Several float32
+functions have bodies of their own (_FLOAT32_OWN), cheaper than the type-generic ones at 1-2.4 ulp: sin/cos reduce
+by pi in double (exact to TRIG_LIMIT) and evaluate one float32 polynomial, tan one tan polynomial and -1/tan;
+sinh/cosh share one exp; expm1 is one fma after the reduction; log2/log10 are polynomials in their own base;
+log1p (and the inverse hyperbolics through it) has no division.
 Measured (tests/test_mathlib.py, 1M points per function against long-double numpy): max 2.36 ulp (tanh, float32:
-speed first, see _tanh_f32_body), 2.24 ulp (erfc, double), all others 0.6-1.8 ulp.
+speed first, see _tanh_f32_body), 2.25 ulp (tan, float32), 2.24 ulp (erfc, double), all others 0.5-1.95 ulp.
 
 Domain limit: sin/cos/tan reduce by Cody-Waite with a three-part pi/2 (double-double remainder), measured within
-1 ulp for |x| <= TRIG_LIMIT = 2**50, float32 included. Beyond it they return nan rather than a wrong
+1 ulp for |x| <= TRIG_LIMIT = 2**50 (float32: 2 ulp, 2.25 for tan). Beyond it they return nan rather than a wrong
 number: a correct reduction there needs Payne-Hanek with a table of 2/pi bits, which numpy's libm has and we don't.
 """
 
@@ -36,6 +40,7 @@ from collections.abc import Callable, Sequence
 from llvmlite import ir
 
 from . import mathcoeffs as C
+from . import mathcoeffs_f32 as F
 
 F64 = ir.DoubleType()
 F32 = ir.FloatType()
@@ -301,6 +306,25 @@ def _expm1_body(e: _Emit, x):
     return _expm1_finish(e, x, r, r_lo, n)
 
 
+def _expm1_f32_body(e: _Emit, x):
+    """float32 expm1 = 2^n (1 + p) - 1 = 2 (h p + (h - 1/2)) with h = 2^(n-1), p = expm1(r): one fma, no two_sum.
+
+    h - 1/2 is exact for the n where it matters (n <= 24) and h = 2^(n-1) stays normal (n in [-29, 128]) where
+    2^n would overflow; the final doubling rounds an overflow to inf once. x is clamped to [-20, 89] with selects
+    (nan passes), n comes from the shifter, whose low mantissa bits are the biased exponent of h.
+    """
+    k = e.k
+    xc = e.sel(e.cmp("ogt", x, 89.0), 89.0, e.sel(e.cmp("olt", x, -20.0), -20.0, x))
+    shifter = 12582912.0 + k.bias - 1  # 1.5 * 2^23 + (bias - 1)
+    j = e.fma(xc, k.LOG2E, shifter)
+    n = e.sub(j, shifter)  # exact
+    r = e.fma(e.neg(n), k.LN2_LO, e.fma(e.neg(n), k.LN2_HI, xc))  # n * LN2_HI is exact
+    h = e.from_bits(e.b.shl(e.bits(j), e.ci(k.mant)))
+    res = e.mul(2.0, e.fma(h, _expm1_poly(e, r), e.sub(h, 0.5)))
+    res = e.sel(e.cmp("olt", e.fabs(x), 2.0**-25), x, res)  # expm1(x) rounds to x, keeps -0
+    return e.sel(e.isnan(x), x, res)
+
+
 def _expm1_finish(e: _Emit, x, r, r_lo, n):
     """expm1(x) from its reduction x = n*ln2 + r + r_lo: expm1(x) = (2^n - 1) + 2^n*r + 2^n*r^2*P(r) + 2^n*r_lo.
 
@@ -381,6 +405,49 @@ def _log_scaled(e: _Emit, x, c_hi: float, c_lo: float, k_hi: float, k_lo: float)
     return e.add(head, e.add(err, small))
 
 
+def _log_m_f32(e: _Emit, x):
+    """(k, f, w) with log(x) = k*ln2 + f + w for finite x > 0 in float32: a polynomial in f, no division."""
+    k, f = _log_decompose(e, x)
+    q = e.fma(f, e.poly(f, F.LOG1P_F32), -0.5)
+    return k, f, e.mul(e.mul(f, f), q)
+
+
+def _log_f32_body(e: _Emit, x):
+    k, f, w = _log_m_f32(e, x)
+    res = e.fma(k, e.k.LN2_HI, e.add(f, e.fma(k, e.k.LN2_LO, w)))  # k * LN2_HI is exact
+    return _log_specials_f32(e, x, res)
+
+
+def _log_specials_f32(e: _Emit, x, res, at: float = 0.0):
+    """_log_specials in three selects: +inf and nan give x, x < at nan, x = at -inf."""
+    res = e.sel(e.ucmp("uge", x, INF), x, res)
+    res = e.sel(e.cmp("olt", x, at), NAN, res)
+    return e.sel(e.cmp("oeq", x, at), -INF, res)
+
+
+def _log_base_f32(e: _Emit, x, coeffs, c_hi: float, k_hi: float, k_lo: float):
+    """float32 log2/log10: k*(k_hi + k_lo) + f*(c_hi + P(f)) for x = 2^k (1 + f), a polynomial in the base itself.
+
+    f*c_hi + f*P(f) is rounded once by an fma (f*P(f) is small), k*k_hi is exact and added by the last fma:
+    ~1 ulp with no double-float product (log(x) * 1/ln2 would round twice and lose the low bits of 1/ln2).
+    """
+    k, f = _log_decompose(e, x)
+    t = e.mul(f, e.poly(f, coeffs))
+    if k_lo:
+        t = e.fma(k, k_lo, t)
+    inner = e.fma(f, c_hi, t)
+    res = e.add(k, inner) if k_hi == 1.0 else e.fma(k, k_hi, inner)
+    return _log_specials_f32(e, x, res)
+
+
+def _log2_f32_body(e: _Emit, x):
+    return _log_base_f32(e, x, F.LOG2_F32, F.LOG2_F32_HI, 1.0, 0.0)
+
+
+def _log10_f32_body(e: _Emit, x):
+    return _log_base_f32(e, x, F.LOG10_F32, F.LOG10_F32_HI, e.k.LOG10_2_HI, e.k.LOG10_2_LO)
+
+
 def _log2_body(e: _Emit, x):
     res = _log_scaled(e, x, e.k.INVLN2, e.k.INVLN2_LO, 1.0, 0.0)
     return _log_specials(e, x, res)
@@ -403,23 +470,46 @@ def _log1p_body(e: _Emit, x):
     return _log_specials(e, x, res, at=-1.0)
 
 
+def _log1p_f32_body(e: _Emit, x, nonneg: bool = False):
+    """float32 log1p without a division: u = 1 + x = 2^k (1 + f), log1p(x) = k ln2 + log(1 + f) + c 2^-k/(1 + f).
+
+    c = x - (u - 1) is the rounding error of 1 + x; c 2^-k/(1 + f) ~ c 2^-k (1 - f) replaces fdlibm's division c/u
+    (the dropped c f^2 term stays below 0.25 ulp). u >= 2^-24 is never subnormal for x > -1 (the other x are
+    special values). 2^-k is built from k's bits, with k capped at 64 (the correction is below an ulp long before).
+    ``nonneg``: x is known to be >= 0, +inf or nan (the inverse hyperbolics); +0 and tiny x come out exact as they
+    are, so only +inf and nan need a select.
+    """
+    K = e.k
+    b = e.b
+    u = e.add(1.0, x)
+    c = e.sub(x, e.sub(u, 1.0))  # the rounding error of 1 + x (exact where it matters)
+    ix = e.bits(u)
+    ki = b.ashr(b.sub(ix, e.ci(K.SQRT_HALF_BITS)), e.ci(K.mant))
+    f0 = e.sub(e.from_bits(b.sub(ix, b.shl(ki, e.ci(K.mant)))), 1.0)  # m - 1, exact
+    kc = b.select(b.icmp_signed(">", ki, e.ci(64)), e.ci(64), ki)
+    cs = e.mul(c, e.from_bits(b.shl(b.sub(e.ci(K.bias), kc), e.ci(K.mant))))  # c 2^-k, exact
+    k = e.to_float(ki)
+    f = f0
+    w = e.mul(e.mul(f, f), e.fma(f, e.poly(f, F.LOG1P_F32), -0.5))
+    w = e.add(w, e.fma(e.neg(cs), f, cs))  # log(1 + f + cs) ~ log(1 + f) + cs (1 - f); the f^2 term < 0.25 ulp
+    res = e.fma(k, K.LN2_HI, e.add(f, e.fma(k, K.LN2_LO, w)))  # k * LN2_HI is exact
+    if nonneg:
+        return e.sel(e.ucmp("uge", x, INF), x, res)
+    res = e.sel(e.cmp("olt", e.fabs(x), 2.0**-60), x, res)  # exact for tiny x, keeps -0
+    return _log_specials_f32(e, x, res, at=-1.0)
+
+
+def _log1p_k(e: _Emit, x):
+    """log1p(x) for the inverse hyperbolics (x >= 0, inf or nan): the float32 body for float32, else the generic one."""
+    return _log1p_f32_body(e, x, nonneg=True) if e.k is _K32 else _log1p_body(e, x)
+
+
 # ----------------------------------------------------------------------------- trigonometry
 
 
 def _trig_reduce(e: _Emit, x):
     """x = q*pi/2 + (hi + lo) with |hi + lo| <= pi/4 (double-double); returns (hi, lo, q mod 4 as i64)."""
-    k = e.k
-    if k is _K32:
-        # float32 products lose n for |x| > 2^24; reduce in double (exact here), continue in float32
-        d = _Emit(e.b, _K64)
-        xd = e.b.fpext(x, F64)
-        n = d.rint(d.mul(xd, TWO_OVER_PI))
-        r = d.fma(d.neg(n), PIO2_1, xd)  # exact, as in the double path below
-        r = d.fma(d.neg(n), PIO2_2, r)
-        hi = e.b.fptrunc(r, F32)
-        lo = e.b.fptrunc(d.sub(r, e.b.fpext(hi, F64)), F32)
-        q = d.to_int(d.sub(n, d.mul(4.0, d.floor(d.mul(n, 0.25)))))
-        return hi, lo, e.b.trunc(q, I32)
+    k = e.k  # (float32 has its own bodies: _sin_f32_body ...)
     n = e.rint(e.mul(x, k.TWO_OVER_PI))
     r1 = e.fma(e.neg(n), k.PIO2_1, x)  # exact: all bits are multiples of ulp(PIO2_1) and |r1| < 1
     p2 = e.mul(n, k.PIO2_2)
@@ -497,6 +587,68 @@ def _tan_body(e: _Emit, x):
     inv = e.copysign(_approx_rcp(e, e.fabs(den)), den)
     corr = e.sel(e.cmp("ogt", e.fabs(den), 2.0**-60), e.mul(resid, inv), 0.0)
     return _trig_finish(e, x, e.add(t, corr), True)
+
+
+# float32 trigonometry: the reduction runs in double (exact to TRIG_LIMIT, see _trig_reduce) but is rounded once
+# to float32 and evaluated by float32 polynomials. n comes from the shifter (x * c + 1.5*2^52 rounds to the integer
+# n in the low mantissa bits), so no rint and no float-to-int conversion; its parity is a bit of the shifter.
+_SHIFT52 = 6755399441055744.0  # 1.5 * 2**52
+PI_1 = 3.141592653589793  # pi = PI_1 + PI_2 to ~2^-105; n * PI_1 is exact in the fma below for |x| <= 2^50
+PI_2 = 1.2246467991473532e-16
+INV_PI = 0.3183098861837907
+
+
+def _reduce_pi_f32(e: _Emit, x, cos: bool):
+    """(r, sign): sin(x) = sign * sin(r) (cos=False) or cos(x) = sign * sin(r) (cos=True), |r| <= pi/2 (+eps).
+
+    sin: n = rint(x/pi), r = x - n*pi. cos: t = rint(x/pi - 1/2) + 1/2, r = t*pi - x (cos(x) = (-1)^(t-1/2)
+    sin(r)). r is exact in double up to its last fma's rounding; sign is the parity of n as float32's sign bit.
+    """
+    d = _Emit(e.b, _K64)
+    xd = e.b.fpext(x, F64)
+    j = d.add(d.fma(xd, INV_PI, -0.5), _SHIFT52) if cos else d.fma(xd, INV_PI, _SHIFT52)
+    n = d.sub(j, _SHIFT52)
+    if cos:
+        t = d.add(n, 0.5)
+        r = d.fma(t, PI_2, d.fma(t, PI_1, d.neg(xd)))  # the inner fma is exact: t*PI_1 and x on a 2^-52 grid
+    else:
+        r = d.fma(d.neg(n), PI_2, d.fma(d.neg(n), PI_1, xd))
+    sign = e.b.shl(e.b.trunc(d.bits(j), I32), e.ci(31))
+    return e.b.fptrunc(r, F32), sign
+
+
+def _sinpi_poly_f32(e: _Emit, r):
+    """sin(r) for |r| <= pi/2 in float32."""
+    return e.fma(e.mul(r, e.mul(r, r)), e.poly(e.mul(r, r), F.SINPI_F32), r)
+
+
+def _sin_f32_body(e: _Emit, x):
+    """float32 sin: one reduction by pi and one polynomial (no quadrant select), sign flipped by an xor."""
+    r, sign = _reduce_pi_f32(e, x, False)
+    res = e.from_bits(e.b.xor(e.bits(_sinpi_poly_f32(e, r)), sign))
+    return _trig_finish(e, x, res, True)
+
+
+def _cos_f32_body(e: _Emit, x):
+    """float32 cos: cos(x) = +-sin(r) with r = (m + 1/2)*pi - x, one polynomial and an xor."""
+    r, sign = _reduce_pi_f32(e, x, True)
+    res = e.from_bits(e.b.xor(e.bits(_sinpi_poly_f32(e, r)), sign))
+    return _trig_finish(e, x, res, False)
+
+
+def _tan_f32_body(e: _Emit, x):
+    """float32 tan: reduction by pi/2 in double, one float32 polynomial for tan(r), -1/tan(r) in odd quadrants."""
+    d = _Emit(e.b, _K64)
+    xd = e.b.fpext(x, F64)
+    j = d.fma(xd, TWO_OVER_PI, _SHIFT52)
+    n = d.sub(j, _SHIFT52)
+    rd = d.fma(d.neg(n), PIO2_2, d.fma(d.neg(n), PIO2_1, xd))  # the inner fma is exact (see _trig_reduce)
+    r = e.b.fptrunc(rd, F32)
+    z = e.mul(r, r)
+    t = e.fma(e.mul(r, z), e.poly(z, F.TAN_F32), r)
+    odd = e.b.trunc(d.bits(j), I1)
+    res = e.sel(odd, e.div(-1.0, t), t)  # tan(x) = tan(r), or -1/tan(r) in odd quadrants
+    return _trig_finish(e, x, res, True)
 
 
 # ----------------------------------------------------------------------------- inverse trigonometry
@@ -621,6 +773,40 @@ def _cosh_body(e: _Emit, x):
     return e.sel(e.isnan(x), x, res)
 
 
+def _exp_half_f32(e: _Emit, a):
+    """e^a / 2 in float32 for a >= 0 (inf above 89.4; a nan gives garbage: callers select on nan).
+
+    a is clamped to 90 with a select; n = rint(a/ln2) comes from the shifter, whose low mantissa bits are then the
+    biased exponent of 2^(n-2) (no rint, no float-to-int conversion), and e^a/2 = (2 e^r) 2^(n-2) stays one
+    rounding up to the overflow (2^(n-1) itself would overflow at n = 129).
+    """
+    k = e.k
+    a = e.sel(e.cmp("ogt", a, 90.0), 90.0, a)
+    shifter = 12582912.0 + k.bias - 2  # 1.5 * 2^23 + (bias - 2)
+    j = e.fma(a, k.LOG2E, shifter)
+    n = e.sub(j, shifter)  # exact
+    r = e.fma(e.neg(n), k.LN2_LO, e.fma(e.neg(n), k.LN2_HI, a))  # n * LN2_HI is exact
+    p1 = e.add(1.0, _expm1_poly(e, r))
+    return e.mul(e.add(p1, p1), e.from_bits(e.b.shl(e.bits(j), e.ci(k.mant))))
+
+
+def _sinh_f32_body(e: _Emit, x):
+    """float32 sinh: an odd polynomial below 1, else E - 1/(4E) with E = e^|x|/2 (one exp and one division)."""
+    a = e.fabs(x)
+    half = _exp_half_f32(e, a)
+    big = e.sub(half, e.div(0.25, half))
+    small = e.fma(e.mul(a, e.mul(a, a)), e.poly(e.mul(a, a), F.SINH_F32), a)
+    res = e.copysign(e.sel(e.cmp("olt", a, 1.0), small, big), x)
+    return e.sel(e.isnan(x), x, res)
+
+
+def _cosh_f32_body(e: _Emit, x):
+    """float32 cosh: E + 1/(4E) with E = e^|x|/2 (one exp and one division; inf where E overflows)."""
+    half = _exp_half_f32(e, e.fabs(x))
+    res = e.add(half, e.div(0.25, half))
+    return e.sel(e.isnan(x), x, res)
+
+
 def _tanh_body(e: _Emit, x):
     a = e.fabs(x)
     z = e.mul(a, a)
@@ -672,7 +858,7 @@ def _asinh_body(e: _Emit, x):
     den = e.sel(gt2, e.add(s1, a), e.add(1.0, s1))
     base = e.sel(gt2, e.fma(2.0, a, -1.0), a)
     v = e.sel(huge, e.sub(a, 1.0), e.add(base, e.div(num, den)))
-    res = e.add(_log1p_body(e, v), e.sel(huge, e.k.LN2, 0.0))
+    res = e.add(_log1p_k(e, v), e.sel(huge, e.k.LN2, 0.0))
     return e.copysign(res, x)
 
 
@@ -682,7 +868,20 @@ def _acosh_body(e: _Emit, x):
     v_small = e.add(t, e.sqrt(e.fma(t, t, e.mul(2.0, t))))
     v_mid = e.sub(e.sub(e.mul(2.0, x), e.div(1.0, e.add(x, e.sqrt(e.fma(x, x, -1.0))))), 1.0)
     v = e.sel(huge, t, e.sel(e.cmp("ogt", x, 2.0), v_mid, v_small))
-    res = e.add(_log1p_body(e, v), e.sel(huge, e.k.LN2, 0.0))
+    res = e.add(_log1p_k(e, v), e.sel(huge, e.k.LN2, 0.0))
+    return e.sel(e.cmp("olt", x, 1.0), NAN, res)
+
+
+def _acosh_f32_body(e: _Emit, x):
+    """float32 acosh = log1p(t + sqrt(t^2 + 2t)) with t = x - 1 (exact below 2^24) for every x: one sqrt, one log1p.
+
+    t^2 + 2t is x^2 - 1 rounded once by the fma, so the x > 2 formula of _acosh_body (a second sqrt and
+    division) is not needed at float32's precision; above 2^28, log1p(t) + ln2.
+    """
+    huge = e.cmp("ogt", x, 2.0**28)
+    t = e.sub(x, 1.0)
+    v = e.sel(huge, t, e.add(t, e.sqrt(e.fma(t, t, e.add(t, t)))))
+    res = e.add(_log1p_f32_body(e, v, nonneg=True), e.sel(huge, e.k.LN2, 0.0))
     return e.sel(e.cmp("olt", x, 1.0), NAN, res)
 
 
@@ -692,7 +891,7 @@ def _atanh_body(e: _Emit, x):
     small = e.cmp("olt", a, 0.5)  # 2a + 2a*a/(1-a), else 2a/(1-a): one division
     q = e.div(e.sel(small, e.mul(a2, a), a2), e.sub(1.0, a))
     v = e.sel(small, e.add(a2, q), q)
-    res = e.mul(0.5, _log1p_body(e, v))
+    res = e.mul(0.5, _log1p_k(e, v))
     res = e.sel(e.cmp("ogt", a, 1.0), NAN, res)
     return e.copysign(res, x)
 
@@ -874,7 +1073,20 @@ _BODIES: dict[str, tuple[int, Callable]] = {
 FUNCTIONS: tuple[str, ...] = tuple(_BODIES)
 
 #: float32 bodies of their own (cheaper than the type-generic one for float32's smaller range)
-_FLOAT32_OWN: dict[str, Callable] = {"tanh": _tanh_f32_body}
+_FLOAT32_OWN: dict[str, Callable] = {
+    "tanh": _tanh_f32_body,
+    "sin": _sin_f32_body,
+    "cos": _cos_f32_body,
+    "tan": _tan_f32_body,
+    "sinh": _sinh_f32_body,
+    "cosh": _cosh_f32_body,
+    "expm1": _expm1_f32_body,
+    "log": _log_f32_body,
+    "log2": _log2_f32_body,
+    "log10": _log10_f32_body,
+    "log1p": _log1p_f32_body,
+    "arccosh": _acosh_f32_body,
+}
 _FLOAT32_VIA_DOUBLE: dict[str, Callable] = {"pow": lambda e, x, y: _pow_body(e, x, y, double_double=False)}
 
 # float32 functions computed in float32 (16 lanes per AVX-512 vector); the others compute in double and round.
