@@ -9,8 +9,6 @@ import pkgutil
 
 import pytest
 
-import sympile
-
 
 def _modules() -> list[str]:
     # the three folders are mapped onto sympile, sympile.compiler and sympile.runtime: walk each
