@@ -20,6 +20,7 @@ from .graph import Node
 from .ops.elementwise import LOWER
 from .ops.fused import Composite
 from .optable import OPS
+from .types import broadcast_shapes
 
 #: row kernels (compiler/llvm/rows.py): op -> whether the result has the input's shape
 ROW_OPS = {"softmax": True, "log_softmax": True, "logsumexp": False, "var": False, "std": False}
@@ -108,6 +109,31 @@ def composite_of(node: Node, reductions=()) -> tuple[Composite, list[Node]] | No
     steps.append((node.op, tuple(slot[id(i)] for i in node.inputs), tuple(sorted(node.attrs.items()))))
     inner = Composite(len(inputs), tuple(steps), tuple(dtypes) + (node.dtype,))
     return (inner, inputs) if lowerable(inner) else None
+
+
+def node_kernel_spec(node: Node, name: str, reductions) -> tuple[KernelSpec, list[Node]] | None:
+    """The kernel computing ``node`` (elementwise, fused, or a reduction among ``reductions``, those the backend
+    lowers, with its fused producers) and the nodes it reads; ``None`` where the node has no such kernel.
+
+    >>> from sympile.compiler.graph import input_node, make_node
+    >>> x = input_node("float64", (None, 3), name="x")
+    >>> spec, reads = node_kernel_spec(make_node("sum", [x], axis=(1,)), "k0", ("sum",))
+    >>> spec.reduce, spec.axes, spec.ndim
+    ('sum', (1,), 2)
+    """
+    found = composite_of(node, reductions)
+    if found is None:
+        return None
+    inner, reads = found
+    scalar = tuple(all(d == 1 for d in i.shape) for i in reads)  # statically one element: read once
+    if node.op not in reductions and node.op != "fused_reduce":
+        return KernelSpec(name, inner, scalar, node.ndim), reads
+    reduce = node.attrs.get("reduce", node.op)
+    ndim = len(broadcast_shapes(*(i.shape for i in reads)))
+    axes = tuple(range(ndim)) if node.attrs["axis"] is None else tuple(node.attrs["axis"])
+    if not axes or reduce not in reductions:
+        return None  # nothing reduced (numpy's reference is a copy), or a reduction the backend does not lower
+    return KernelSpec(name, inner, scalar, ndim, reduce, axes, node.dtype), reads
 
 
 def schedule_kernels(order: list[Node], spec_of, key_text) -> tuple[list[tuple[Node, list[Node], KernelSpec]], list]:

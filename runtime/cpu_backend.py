@@ -33,11 +33,10 @@ import numpy as np
 
 from sympile.compiler.errors import GraphValueError
 from sympile.compiler.graph import Node, canonical_text, toposort
-from sympile.compiler.kernelspec import ROW_DTYPES, ROW_OPS, KernelSpec, composite_of, schedule_kernels
+from sympile.compiler.kernelspec import ROW_DTYPES, ROW_OPS, KernelSpec, node_kernel_spec, schedule_kernels
 from sympile.compiler.layout import collapse_dims
 from sympile.compiler.ops.fused import FUSIBLE_REDUCTIONS, Composite
 from sympile.compiler.optable import OPS
-from sympile.compiler.types import broadcast_shapes
 
 from .cache import MemoryCache, cache_key, default_disk_cache, default_versions, memory_key
 from .host import cpu_fingerprint
@@ -260,10 +259,6 @@ def _compile(specs: list[KernelSpec], key_text: str) -> _Library:
 
 
 # --- schedule -------------------------------------------------------------------------------------------------
-def _static_scalar(node: Node) -> bool:
-    return all(d == 1 for d in node.shape)
-
-
 def program_specs(inputs: list[Node], outputs: list[Node]) -> list[KernelSpec]:
     """The kernels CpuProgram compiles for a graph, named as it names them, without compiling anything.
 
@@ -280,19 +275,7 @@ def kernel_spec(node: Node, name: str) -> tuple[KernelSpec, list[Node]] | None:
     """The kernel for ``node`` (elementwise, fused, or a reduction with its fused producers), or ``None``."""
     if node.op in ROW_OPS:
         return row_spec(node, name)
-    found = composite_of(node, NATIVE_REDUCTIONS)
-    if found is None:
-        return None
-    inner, reads = found
-    scalar = tuple(_static_scalar(i) for i in reads)
-    if node.op not in NATIVE_REDUCTIONS and node.op != "fused_reduce":
-        return KernelSpec(name, inner, scalar, node.ndim), reads
-    reduce = node.attrs.get("reduce", node.op)
-    ndim = len(broadcast_shapes(*(i.shape for i in reads)))
-    axes = tuple(range(ndim)) if node.attrs["axis"] is None else tuple(node.attrs["axis"])
-    if not axes:
-        return None  # nothing reduced: numpy's reference is a copy
-    return KernelSpec(name, inner, scalar, ndim, reduce, axes, node.dtype), reads
+    return node_kernel_spec(node, name, NATIVE_REDUCTIONS)
 
 
 def row_spec(node: Node, name: str) -> tuple[KernelSpec, list[Node]] | None:

@@ -23,10 +23,9 @@ import numpy as np
 
 from ..fusion import fuse
 from ..graph import Node, canonical_text, constant_node, make_node, rebuild, toposort
-from ..kernelspec import KernelSpec, composite_of, kernel_prefix, schedule_kernels
+from ..kernelspec import KernelSpec, kernel_prefix, node_kernel_spec, schedule_kernels
 from ..ops.fused import Composite
 from ..ops.inference import static_int_vector
-from ..types import broadcast_shapes
 from .kernels import GPU_REDUCTIONS, MatmulSpec, build_cuda_module, gpu_buildable, kernel_symbols
 from .ptx import to_ptx
 
@@ -106,21 +105,8 @@ def cuda_kernel_spec(node: Node, name: str) -> tuple[KernelSpec | MatmulSpec, li
     """The GPU kernel for ``node``, or ``None`` when it runs on the host."""
     if node.op in MATMUL_OPS:
         return matmul_spec(node, name)
-    found = composite_of(node, GPU_REDUCTIONS)
-    if found is None:
-        return None
-    inner, reads = found
-    scalar = tuple(all(d == 1 for d in i.shape) for i in reads)
-    if node.op not in GPU_REDUCTIONS and node.op != "fused_reduce":
-        spec = KernelSpec(name, inner, scalar, node.ndim)
-    else:
-        reduce = node.attrs.get("reduce", node.op)
-        ndim = len(broadcast_shapes(*(i.shape for i in reads)))
-        axes = tuple(range(ndim)) if node.attrs["axis"] is None else tuple(node.attrs["axis"])
-        if not axes or reduce not in GPU_REDUCTIONS:
-            return None
-        spec = KernelSpec(name, inner, scalar, ndim, reduce, axes, node.dtype)
-    return (spec, reads) if gpu_buildable(spec) else None
+    found = node_kernel_spec(node, name, GPU_REDUCTIONS)
+    return found if found is not None and gpu_buildable(found[0]) else None
 
 
 #: ops that run as several GPU kernels after :func:`expand_for_gpu` (for these input dtypes), not on the host
