@@ -207,6 +207,16 @@ def _loop_function(module: ir.Module, spec: KernelSpec) -> ir.Function:
     return fn
 
 
+def _shape_and_strides(b: ir.IRBuilder, meta, nd: int, n: int) -> tuple[list, list[list]]:
+    """The argument words after the pointers of the strided and reduction entries: ``shape[nd]``, then
+    ``strides[n][nd]`` (in elements), loaded from ``meta``."""
+
+    def word(k: int):
+        return b.load(b.gep(meta, [ir.Constant(I64, k)], source_etype=I64), typ=I64)
+
+    return [word(d) for d in range(nd)], [[word(nd + j * nd + d) for d in range(nd)] for j in range(n)]
+
+
 def _strided(module: ir.Module, spec: KernelSpec) -> None:
     """``{name}_s``: rows of a broadcast/strided iteration space, each computed by one vectorizable loop.
 
@@ -223,12 +233,7 @@ def _strided(module: ir.Module, spec: KernelSpec) -> None:
     body = _body(module, f"{spec.name}_sbody", n + 1, 1)
     start, stop, *ptrs, meta = body.args
     b = ir.IRBuilder(body.append_basic_block("entry"))
-
-    def word(k: int):
-        return b.load(b.gep(meta, [ir.Constant(I64, k)], source_etype=I64), typ=I64)
-
-    shape = [word(d) for d in range(nd)]
-    strides = [[word(nd + k * nd + d) for d in range(nd)] for k in range(n)]
+    shape, strides = _shape_and_strides(b, meta, nd, n)
     inner_len = shape[-1]
     dtypes = spec.inner.dtypes[:n]
     mtys = [mem_type(d) for d in dtypes]
@@ -346,12 +351,7 @@ def _reduction(module: ir.Module, spec: KernelSpec) -> None:
     body = _body(module, f"{spec.name}_rbody", n + 1, 1)
     start, stop, *ptrs, meta = body.args
     b = ir.IRBuilder(body.append_basic_block("entry"))
-
-    def word(i: int):
-        return b.load(b.gep(meta, [ir.Constant(I64, i)], source_etype=I64), typ=I64)
-
-    shape = [word(d) for d in range(nd)]
-    strides = [[word(nd + j * nd + d) for d in range(nd)] for j in range(n)]
+    shape, strides = _shape_and_strides(b, meta, nd, n)
     dtypes = spec.inner.dtypes[:n]
     acc_dtype = accumulator_dtype(spec.reduce, spec.out_dtype, spec.inner.dtype)
     arg = spec.reduce in ("argmax", "argmin")
