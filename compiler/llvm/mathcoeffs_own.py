@@ -1,8 +1,9 @@
-"""float32 polynomial coefficients of compiler/llvm/mathlib.py's float32-native kernels, highest degree first.
+"""Polynomial coefficients of compiler/llvm/mathlib.py's type-specific bodies (float32 ones, and float64 sinh and
+tan), highest degree first.
 
 Not written by tools/fit_mathlib.py (which writes mathcoeffs.py and would drop these): each table was fitted for
-float32 evaluation on the range its comment gives, and tests/test_mathlib.py checks the resulting functions
-against high-precision references (max errors in mathlib.py's docstring).
+its dtype on the range its comment gives (the float64 ones with mpmath's chebyfit), and tests/test_mathlib.py
+checks the resulting functions against high-precision references (max errors in mathlib.py's docstring).
 """
 
 # float32, sin(r) = r + r^3 * SINPI_F32(r^2) on |r| <= 1.78 (reduction by pi: one polynomial for sin and cos;
@@ -16,6 +17,31 @@ SINPI_F32 = [
 ]
 # float32, sinh(a) = a + a^3 * SINH_F32(a^2) on |a| <= 1
 SINH_F32 = [2.806280235745362e-06, 0.00019838102161884308, 0.008333339355885983, 0.1666666716337204]
+# float64 (despite this module's name), sinh(a) = a + a^3 * SINH_F64(a^2) on |a| <= 1 (mpmath chebyfit, 7 terms,
+# relative error 3.5e-19)
+SINH_F64 = [
+    7.746178593018827e-13,
+    1.6057679623801638e-10,
+    2.5052117695907823e-08,
+    2.7557319191381816e-06,
+    0.00019841269841324198,
+    0.008333333333333299,
+    0.16666666666666666,
+]
+# float64 (despite this module's name), tan(h) = h + h^3 * TAN_F64(h^2) on |h| <= pi/8 + 0.012 (half the reduced
+# argument of _tan_f64_body, with slack; mpmath chebyfit, 10 terms, relative error 2.6e-19)
+TAN_F64 = [
+    0.0001362250848350551,
+    0.00022456628500800384,
+    0.000592920407336894,
+    0.0014554914824355415,
+    0.0035921530297995897,
+    0.008863234425145425,
+    0.02186948856413206,
+    0.053968253967894855,
+    0.1333333333333351,
+    0.3333333333333333,
+]
 # float32, tan(r) = r + r^3 * TAN_F32(r^2) on |r| <= 0.86 (pi/4 plus the slack of rounding x * 2/pi near 2**50)
 TAN_F32 = [
     0.002303156303241849,
