@@ -92,6 +92,8 @@ class _K64:
     INVLN2_LO, INVLN10_LO = 2.0355273740931033e-17, 1.098319650216765e-17
     PI_HI, PI_LO, TAN_PI_8, TAN_3PI_8 = PI_HI, PI_LO, TAN_PI_8, TAN_3PI_8
     EXP, LOG, SIN, COS, ATAN, ASIN, TANH, ERF = C.EXP, C.LOG, C.SIN, C.COS, C.ATAN, C.ASIN, C.TANH, C.ERF
+    HALF_EXP_CLAMP, SHIFTER = 711.0, 6755399441055744.0  # _exp_half: e^a/2 overflows above 710.48; 1.5 * 2**52
+    SINH = F.SINH_F64
     ERFC_EDGES, ERFC_CENTERS, ERFC, ERFC_ASYM = C.ERFC_EDGES, C.ERFC_CENTERS, C.ERFC, C.ERFC_ASYM
 
 
@@ -124,6 +126,8 @@ class _K32:
     )
     EXP, LOG, SIN, COS, ATAN, ASIN = C.EXP_F32, C.LOG_F32, C.SIN_F32, C.COS_F32, C.ATAN_F32, C.ASIN_F32
     TANH = C.TANH_F32
+    HALF_EXP_CLAMP, SHIFTER = 90.0, 12582912.0  # _exp_half: e^a/2 overflows above 89.4; 1.5 * 2**23
+    SINH = F.SINH_F32
 
 
 class _Emit:
@@ -760,17 +764,17 @@ def _acos_body(e: _Emit, x):
 # ----------------------------------------------------------------------------- hyperbolic
 
 
-def _exp_half_f64(e: _Emit, a):
-    """e^a / 2 in double for a >= 0 (inf above 710.48; a nan gives garbage: callers select on nan).
+def _exp_half(e: _Emit, a):
+    """e^a / 2 for a >= 0 (inf above 710.48 in double, 89.4 in float; a nan gives garbage: callers select on nan).
 
-    As _exp_half_f32: a is clamped to 711 with a select, n = rint(a/ln2) comes from the shifter (1.5*2^52 plus
-    bias - 2), whose low mantissa bits are the biased exponent of 2^(n-2) (2^1024 at the clamp: the bits of inf),
-    and e^a/2 = (2 e^r) 2^(n-2) is one rounding up to the overflow. No rint, no float-to-int conversion, no
-    two-step _scale: a >= 0 never reaches the subnormals.
+    a is clamped with a select (k.HALF_EXP_CLAMP); n = rint(a/ln2) comes from the shifter (1.5*2^mant plus
+    bias - 2), whose low mantissa bits are then the biased exponent of 2^(n-2) (no rint, no float-to-int
+    conversion; at the clamp, the bits of inf), and e^a/2 = (2 e^r) 2^(n-2) stays one rounding up to the overflow
+    (2^(n-1) itself would overflow first). a >= 0 never reaches the subnormals.
     """
     k = e.k
-    a = e.sel(e.cmp("ogt", a, 711.0), 711.0, a)
-    shifter = _SHIFT52 + k.bias - 2
+    a = e.sel(e.cmp("ogt", a, k.HALF_EXP_CLAMP), k.HALF_EXP_CLAMP, a)
+    shifter = k.SHIFTER + k.bias - 2
     j = e.fma(a, k.LOG2E, shifter)
     n = e.sub(j, shifter)  # exact
     r = e.fma(e.neg(n), k.LN2_LO, e.fma(e.neg(n), k.LN2_HI, a))  # n * LN2_HI is exact
@@ -778,54 +782,20 @@ def _exp_half_f64(e: _Emit, a):
     return e.mul(e.add(p1, p1), e.from_bits(e.b.shl(e.bits(j), e.ci(k.mant))))
 
 
-def _sinh_f64_body(e: _Emit, x):
-    """double sinh: an odd polynomial below 1, else E - 1/(4E) with E = e^|x|/2 (one exp, one division)."""
+def _sinh_body(e: _Emit, x):
+    """sinh: an odd polynomial below 1 (k.SINH), else E - 1/(4E) with E = e^|x|/2 (one exp, one division)."""
     a = e.fabs(x)
-    half = _exp_half_f64(e, a)
+    half = _exp_half(e, a)
     big = e.sub(half, e.div(0.25, half))
     z = e.mul(a, a)
-    small = e.fma(e.mul(a, z), e.poly(z, F.SINH_F64), a)
+    small = e.fma(e.mul(a, z), e.poly(z, e.k.SINH), a)
     res = e.copysign(e.sel(e.cmp("olt", a, 1.0), small, big), x)
     return e.sel(e.isnan(x), x, res)
 
 
-def _cosh_f64_body(e: _Emit, x):
-    """double cosh: E + 1/(4E) with E = e^|x|/2 (one exp and one division; inf where E overflows), as float32."""
-    half = _exp_half_f64(e, e.fabs(x))
-    res = e.add(half, e.div(0.25, half))
-    return e.sel(e.isnan(x), x, res)
-
-
-def _exp_half_f32(e: _Emit, a):
-    """e^a / 2 in float32 for a >= 0 (inf above 89.4; a nan gives garbage: callers select on nan).
-
-    a is clamped to 90 with a select; n = rint(a/ln2) comes from the shifter, whose low mantissa bits are then the
-    biased exponent of 2^(n-2) (no rint, no float-to-int conversion), and e^a/2 = (2 e^r) 2^(n-2) stays one
-    rounding up to the overflow (2^(n-1) itself would overflow at n = 129).
-    """
-    k = e.k
-    a = e.sel(e.cmp("ogt", a, 90.0), 90.0, a)
-    shifter = 12582912.0 + k.bias - 2  # 1.5 * 2^23 + (bias - 2)
-    j = e.fma(a, k.LOG2E, shifter)
-    n = e.sub(j, shifter)  # exact
-    r = e.fma(e.neg(n), k.LN2_LO, e.fma(e.neg(n), k.LN2_HI, a))  # n * LN2_HI is exact
-    p1 = e.add(1.0, _expm1_poly(e, r))
-    return e.mul(e.add(p1, p1), e.from_bits(e.b.shl(e.bits(j), e.ci(k.mant))))
-
-
-def _sinh_f32_body(e: _Emit, x):
-    """float32 sinh: an odd polynomial below 1, else E - 1/(4E) with E = e^|x|/2 (one exp and one division)."""
-    a = e.fabs(x)
-    half = _exp_half_f32(e, a)
-    big = e.sub(half, e.div(0.25, half))
-    small = e.fma(e.mul(a, e.mul(a, a)), e.poly(e.mul(a, a), F.SINH_F32), a)
-    res = e.copysign(e.sel(e.cmp("olt", a, 1.0), small, big), x)
-    return e.sel(e.isnan(x), x, res)
-
-
-def _cosh_f32_body(e: _Emit, x):
-    """float32 cosh: E + 1/(4E) with E = e^|x|/2 (one exp and one division; inf where E overflows)."""
-    half = _exp_half_f32(e, e.fabs(x))
+def _cosh_body(e: _Emit, x):
+    """cosh: E + 1/(4E) with E = e^|x|/2 (one exp and one division; inf where E overflows)."""
+    half = _exp_half(e, e.fabs(x))
     res = e.add(half, e.div(0.25, half))
     return e.sel(e.isnan(x), x, res)
 
@@ -1076,8 +1046,8 @@ _BODIES: dict[str, tuple[int, Callable]] = {
     "sin": (1, _sin_body),
     "cos": (1, _cos_body),
     "tan": (1, _tan_f64_body),
-    "sinh": (1, _sinh_f64_body),
-    "cosh": (1, _cosh_f64_body),
+    "sinh": (1, _sinh_body),
+    "cosh": (1, _cosh_body),
     "tanh": (1, _tanh_body),
     "arcsin": (1, _asin_body),
     "arccos": (1, _acos_body),
@@ -1101,8 +1071,6 @@ _FLOAT32_OWN: dict[str, Callable] = {
     "sin": _sin_f32_body,
     "cos": _cos_f32_body,
     "tan": _tan_f32_body,
-    "sinh": _sinh_f32_body,
-    "cosh": _cosh_f32_body,
     "expm1": _expm1_f32_body,
     "log": _log_f32_body,
     "log2": _log2_f32_body,
