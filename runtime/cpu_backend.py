@@ -510,15 +510,7 @@ class _KernelStep:
         size = arrays[0].size
         if size >= SMALL_ELEMENTS or size == 0:
             return self.compute(list(arrays))
-        out = np.empty(shape, self.dtype)  # (only here: a large output allocated twice costs page faults)
-        if self.by_object is not None:
-            words = self.words(*map(id, arrays), id(out))  # held in a local: the kernel reads it during the call
-        else:
-            words = self.words(*map(data_pointer, arrays), data_pointer(out))
-        status = (self.by_object or self.small)(0, size, ctypes.addressof(words))
-        if status:
-            raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
-        return out
+        return self.small_call(arrays, shape, size)
 
     def call_exact(self, args) -> np.ndarray | None:
         """The short path of ``call`` straight from a user's arguments (one per kernel input), checking them on
@@ -538,14 +530,17 @@ class _KernelStep:
         size = args[0].size
         if size >= SMALL_ELEMENTS or size == 0:
             return None
+        return self.small_call(args, shape, size)
+
+    def small_call(self, arrays, shape: tuple, size: int) -> np.ndarray:
+        """The kernel over few elements of C-contiguous, aligned arrays of one ``shape``: one allocation (only
+        here: a large output allocated twice costs page faults) and one GIL-holding call."""
         out = np.empty(shape, self.dtype)
-        if self.by_object is not None:  # args and out stay referenced until the call returns
-            words = self.words(*map(id, args), id(out))  # held in a local: the kernel reads it during the call
+        if self.by_object is not None:  # arrays and out stay referenced until the call returns
+            words = self.words(*map(id, arrays), id(out))  # held in a local: the kernel reads it during the call
         else:
-            words = self.words(*map(data_pointer, args), data_pointer(out))
-        status = (self.by_object or self.small)(0, size, ctypes.addressof(words))
-        if status:
-            raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
+            words = self.words(*map(data_pointer, arrays), data_pointer(out))
+        _check_status(self.node, (self.by_object or self.small)(0, size, ctypes.addressof(words)))
         return out
 
     def compute(self, arrays: list) -> np.ndarray:
@@ -565,8 +560,7 @@ class _KernelStep:
             status = _launch(fn, size, ctypes.addressof(words), size, 64)
         else:
             status = _launch(self.strided, rows, ctypes.addressof(words), size, 1)
-        if status:
-            raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
+        _check_status(self.node, status)
         return out if inverse is None else out.transpose(inverse)
 
     def _plan(self, arrays: list) -> tuple:
@@ -603,6 +597,12 @@ class _KernelStep:
         dims, strides = collapse_dims(alloc_shape, strides)
         rows = math.prod(alloc_shape) // dims[-1] if dims[-1] else 0
         return shape, False, "C", alloc_shape, inverse, (*dims, *(s for st in strides for s in st)), rows
+
+
+def _check_status(node: Node, status: int) -> None:
+    """A kernel's return code: nonzero where numpy would raise (an integer to a negative power)."""
+    if status:
+        raise GraphValueError(f"{node.describe()}: Integers to negative integer powers are not allowed.")
 
 
 #: layouts planned per kernel step before its plans are dropped (a function called with ever new shapes)
@@ -659,8 +659,7 @@ class _ReduceStep:
             status = _launch(self.outer, total, ctypes.addressof(words), work, 16)
         else:
             status = _launch(self.fn, total, ctypes.addressof(words), work, 1)
-        if status:
-            raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
+        _check_status(self.node, status)
         return out
 
     def _plan(self, arrays: list) -> tuple:
@@ -725,8 +724,7 @@ class _ReduceStep:
             status = _launch(self.fn, out.size, ctypes.addressof(words), math.prod(shape), 1)
         else:
             status = self.fn(0, out.size, ctypes.addressof(words))
-        if status:
-            raise GraphValueError(f"{self.node.describe()}: Integers to negative integer powers are not allowed.")
+        _check_status(self.node, status)
         return out
 
     def _split(self, arrays: list, shape: tuple, threads: int) -> np.ndarray:
