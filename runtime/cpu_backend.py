@@ -37,10 +37,15 @@ from sympile.compiler.kernelspec import ROW_DTYPES, ROW_OPS, KernelSpec, node_ke
 from sympile.compiler.layout import collapse_dims
 from sympile.compiler.ops.fused import FUSIBLE_REDUCTIONS, Composite
 from sympile.compiler.optable import OPS
+from sympile.compiler.order import locality_order
 
+from . import replay
+from .blas import gemm_address, operand_layout
 from .cache import MemoryCache, cache_key, default_disk_cache, default_versions, memory_key
 from .host import cpu_fingerprint
 from .interpreter import broadcast_or_raise, leaf_value, run_node
+from .pointers import DATA_OFFSET as _DATA_OFFSET
+from .pointers import data_pointer
 
 #: bump when the generated code changes, so stale cached objects are never loaded
 CODEGEN_VERSION = "cpu-kernels-1"
@@ -97,16 +102,30 @@ def _wait(futures) -> None:
     concurrent.futures.wait(futures)
 
 
+def _splits(total: int, work: int) -> bool:
+    """Whether _launch splits a kernel call over ``[0, total)`` doing ``work`` across threads."""
+    return work >= PARALLEL_MIN_ELEMENTS and total >= 2 and num_threads() > 1
+
+
+def _record(fn, total: int, words, arrays: list, node: Node, work: int) -> None:
+    """Tell the Recorder of a call being captured on this thread (replay.py), if any, of a kernel call
+    ``fn(0, total, words)`` whose first words point into ``arrays`` (the inputs, then the output)."""
+    rec = replay.recorder()
+    if rec is not None:
+        if _splits(total, work):
+            rec.fail("a kernel split across threads")
+        else:
+            rec.kernel(fn, total, words, arrays, node)
+
+
 def _launch(fn, total: int, args: int, work: int, align: int) -> int:
     """Call ``fn(start, stop, args)`` over ``[0, total)``, split across threads when ``work`` is large.
 
     ctypes releases the GIL during the call, so the ranges run in parallel. Returns the OR of the results.
     """
-    if work < PARALLEL_MIN_ELEMENTS or total < 2:
+    if not _splits(total, work):
         return fn(0, total, args)
     n = num_threads()
-    if n == 1:
-        return fn(0, total, args)
     n = min(n, total)
     step = -(-total // n)
     step = -(-step // align) * align
@@ -225,6 +244,12 @@ def _load_object(obj: bytes, symbols: list[str]):
 
 
 def _compile(specs: list[KernelSpec], key_text: str) -> _Library:
+    # the graph text alone does not fix the module: which node each kernel name computes follows the schedule
+    key_text += "\n# kernels " + "; ".join(
+        f"{s.name}={s.reduce}:{s.inner.describe()}:{s.inner.dtypes}:{s.scalar_inputs}:{s.ndim}:{s.axes}:"
+        f"{s.out_dtype}:{s.ddof}"
+        for s in specs
+    )
     target = _target_fields()
     mkey = memory_key(key_text, target)
     lib = _LIBRARIES.get(mkey)
@@ -256,6 +281,27 @@ def _compile(specs: list[KernelSpec], key_text: str) -> _Library:
     )
     _LIBRARIES.put(mkey, lib)
     return lib
+
+
+@functools.cache
+def replay_driver():
+    """The driver that replays recorded calls (compiler/llvm/driver.py) as a ctypes function: one small module
+    for the process, built at the first recorded call and kept in the disk cache like the programs' code.
+    Returns ``(loaded library, function)``; the library must stay referenced while the function may run."""
+
+    def build() -> bytes:
+        from sympile.compiler.llvm import target as llvm_target  # noqa: PLC0415
+        from sympile.compiler.llvm.driver import build_driver_module  # noqa: PLC0415
+
+        mod = llvm_target.parse_and_verify(str(build_driver_module(DRIVER_SYMBOL)))
+        return llvm_target.emit_object(llvm_target.optimize(mod))
+
+    key = cache_key("sympile replay driver", _target_fields(), _versions())
+    jit = _load_object(default_disk_cache().get_or_build(key, build), [DRIVER_SYMBOL])
+    return jit, replay.DRIVER_FN(jit.address(DRIVER_SYMBOL))
+
+
+DRIVER_SYMBOL = "sympile_replay_driver"
 
 
 # --- schedule -------------------------------------------------------------------------------------------------
@@ -330,6 +376,7 @@ class _RowStep:
             shape = [1 if d in axes else x.shape[d] for d in range(nd) if self.keepdims or d not in axes]
             result = out.reshape(shape)
         words = (ctypes.c_int64 * 3)(data_pointer(moved), data_pointer(out), cols)
+        _record(self.fn, rows, words, [moved, out], self.node, x.size)
         _launch(self.fn, rows, ctypes.addressof(words), x.size, 1)
         return result
 
@@ -338,6 +385,9 @@ class _RowStep:
 FRESH_RESULT_OPS = ("matmul", "dot", "tensordot")
 #: ops that may return their input itself: private only if their input is
 PASS_THROUGH_OPS = ("sum_to",)
+_SEEN, _NOT_REPLAYED = object(), object()
+#: numpy steps a recorded call may contain: views whose layout follows from their input's (replay.py)
+REPLAY_VIEW_OPS = ("dimshuffle", "sum_to", "reshape")
 #: ops that read only their input's shape: they do not keep a buffer from being overwritten in place
 METADATA_OPS = ("shape",)
 
@@ -383,11 +433,14 @@ class _ShapeMemoStep:
         else:
             with np.errstate(all="ignore"):
                 result = run_node(self.node, [env[i] for i in self.ids])
-        self.memo = (key, result)
+        if getattr(result, "nbytes", 0) <= MEMO_MAX_BYTES:
+            self.memo = (key, result)
         return result
 
 
 _NOTHING = object()
+#: the largest value a _ShapeMemoStep keeps (a fill of a large input's shape is recomputed at each call)
+MEMO_MAX_BYTES = 1 << 20
 
 
 class _NumpyStep:
@@ -452,8 +505,21 @@ class _NumpyStep:
             and a.ndim == 2 == b.ndim
             and a.shape[1] == b.shape[0]
         ):
-            return np.matmul(a, b)  # the impl's call, without run_node's checks (they hold here by construction)
+            out = np.matmul(a, b)  # the impl's call, without run_node's checks (they hold here by construction)
+            rec = replay.recorder()
+            if rec is not None:
+                self._record_gemm(rec, a, b, out)
+            return out
         return self.generic(env)
+
+    def _record_gemm(self, rec, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """A call being captured (replay.py) computes this product by numpy's BLAS ``gemm``, from native code."""
+        address = gemm_address(self.dtype.name)
+        layouts = operand_layout(a), operand_layout(b)
+        if address is None or None in layouts or 0 in out.shape or a.shape[1] == 0 or not out.flags.c_contiguous:
+            rec.fail("a product numpy's BLAS gemm cannot take as it is")
+        else:
+            rec.gemm(address, a, b, out, *layouts, self.node)
 
     def alloc(self, env: dict):
         value = env[self.ids[0]]
@@ -536,10 +602,15 @@ class _KernelStep:
         """The kernel over few elements of C-contiguous, aligned arrays of one ``shape``: one allocation (only
         here: a large output allocated twice costs page faults) and one GIL-holding call."""
         out = np.empty(shape, self.dtype)
-        if self.by_object is not None:  # arrays and out stay referenced until the call returns
+        rec = replay.recorder()
+        if self.by_object is not None and rec is None:  # arrays and out stay referenced until the call returns
             words = self.words(*map(id, arrays), id(out))  # held in a local: the kernel reads it during the call
         else:
             words = self.words(*map(data_pointer, arrays), data_pointer(out))
+            if rec is not None:
+                rec.kernel(self.small, size, words, [*arrays, out], self.node)
+            _check_status(self.node, self.small(0, size, ctypes.addressof(words)))
+            return out
         _check_status(self.node, (self.by_object or self.small)(0, size, ctypes.addressof(words)))
         return out
 
@@ -557,8 +628,10 @@ class _KernelStep:
         words = (ctypes.c_int64 * (len(arrays) + 1 + len(tail)))(*map(data_pointer, arrays), data_pointer(out), *tail)
         if contiguous:
             fn = self.small if size < SMALL_ELEMENTS else self.contiguous
+            _record(fn, size, words, [*arrays, out], self.node, size)
             status = _launch(fn, size, ctypes.addressof(words), size, 64)
         else:
+            _record(self.strided, rows, words, [*arrays, out], self.node, size)
             status = _launch(self.strided, rows, ctypes.addressof(words), size, 1)
         _check_status(self.node, status)
         return out if inverse is None else out.transpose(inverse)
@@ -656,8 +729,10 @@ class _ReduceStep:
         words = (ctypes.c_int64 * (len(arrays) + 1 + len(tail)))(*map(data_pointer, arrays), data_pointer(out), *tail)
         if kind == "outer":
             # adding a row is about a quarter of the work of a typical elementwise element: split only larger ones
+            _record(self.outer, total, words, [*arrays, out], self.node, work)
             status = _launch(self.outer, total, ctypes.addressof(words), work, 16)
         else:
+            _record(self.fn, total, words, [*arrays, out], self.node, work)
             status = _launch(self.fn, total, ctypes.addressof(words), work, 1)
         _check_status(self.node, status)
         return out
@@ -766,34 +841,6 @@ class _ReduceStep:
             return np.asarray(combine[reduce](stacked, axis=0), dtype=self.dtype)
 
 
-def _find_data_offset() -> int | None:
-    """Where ndarray objects keep their data pointer (numpy's public PyArrayObject_fields: after the object
-    header), checked on live arrays and views; ``None`` if not found (then the slower documented way is used)."""
-    base = np.arange(16.0)
-    probes = [base, base[3:], base[::-2], np.empty((2, 3), np.int8)[1:]]
-    for offset in range(8, 65, 8):
-        if all(ctypes.c_int64.from_address(id(p) + offset).value == p.__array_interface__["data"][0] for p in probes):
-            return offset
-    return None
-
-
-_DATA_OFFSET = _find_data_offset()
-_word_at = ctypes.c_int64.from_address
-
-
-def data_pointer(a: np.ndarray) -> int:
-    """The address of ``a``'s first element: 5x cheaper than ``a.__array_interface__`` (0.3 vs 1.4 us), which
-    matters for the per-call cost of small arrays.
-
-    >>> a = np.zeros(4)
-    >>> data_pointer(a[1:]) - data_pointer(a)
-    8
-    """
-    if _DATA_OFFSET is None:
-        return a.__array_interface__["data"][0]
-    return _word_at(id(a) + _DATA_OFFSET).value
-
-
 def _loop_order(shape: tuple, strides: list[list[int]]) -> list[int] | None:
     """The axis order (outermost first) in which the operand with the most distinct elements is walked in
     memory order, or ``None`` if that is the C order already.
@@ -835,7 +882,7 @@ class CpuProgram:
     def __init__(self, inputs: list[Node], outputs: list[Node]):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
-        self.order = toposort(outputs)
+        self.order = locality_order(toposort(outputs))  # cheap readers of a value run before a matmul evicts it
         self.shared_nodes = [n for n in self.order if n.op == "shared"]
         self.fallback_nodes: list[Node] = []
         self._library: _Library | None = None
@@ -865,6 +912,11 @@ class CpuProgram:
         self._output_ids = [id(o) for o in self.outputs]
         self.fast = self._fast_entry()
         self.fast_exact = self._fast_exact_entry()
+        # recorded calls, by argument layout (replay.py): _SEEN once seen, then a Plan or _NOT_REPLAYED
+        self._replays: dict = {}
+        # SYMPILE_REPLAY=0 turns replay off (to compare, or to rule it out when debugging)
+        self._replay = self._library is not None and os.environ.get("SYMPILE_REPLAY", "1") != "0"
+        self.capture_failure: str | None = None
 
     def _fast_entry(self):
         """``fast(values) -> array`` where the program is one elementwise or reduction kernel reading only inputs,
@@ -909,15 +961,17 @@ class CpuProgram:
         arithmetic on them) are kept between calls while the shapes stay the same: W4's step has ~25 such
         nodes, ~10 us of numpy dispatch each. A kept value is never returned, nor read by anything that could
         hand it out or write it: only other kept nodes, kernels (which write a new array), or ops taking it as
-        a shape argument."""
-        deterministic = ("getitem", "stack", "fused", "dimshuffle", "reshape")
+        a shape argument. Fills (``alloc`` of such values: a gradient's ``ones_like``) and views of them are kept
+        at any rank, up to MEMO_MAX_BYTES (recomputed beyond)."""
+        deterministic = ("getitem", "stack", "fused", "dimshuffle", "reshape", "alloc")
+        any_rank = ("alloc", "dimshuffle", "reshape")
         shape_only: set[int] = set()
         for node in self.order:
             if node.is_leaf or id(node) in {id(o) for o in self.outputs}:
                 continue
             if node.op == "shape" or (
                 (node.op in deterministic or OPS[node.op].kind == "elemwise")
-                and node.ndim <= 1
+                and (node.ndim <= 1 or node.op in any_rank)
                 and any(id(i) in shape_only for i in node.inputs)
                 and all(id(i) in shape_only or i.op == "constant" for i in node.inputs)
             ):
@@ -968,11 +1022,79 @@ class CpuProgram:
                         break
 
     def run(self, inputs: list, shared: list) -> list:
+        if self._replay and not self._unbound:
+            # a layout seen before: its call replayed by one native call (replay.py), else recorded for that
+            values = [*inputs, *shared]
+            key = replay.signature(values)
+            if key is not None:
+                plan = self._replays.get(key)
+                if type(plan) is replay.Plan:
+                    out = plan.run(values, _check_status)
+                    if out is not None:
+                        return out
+                elif plan is None:
+                    if len(self._replays) >= MAX_PLANS:
+                        self._replays.clear()
+                    self._replays[key] = _SEEN  # the next call with this layout is recorded
+                elif plan is _SEEN:
+                    return self._capture(key, values, inputs, shared)
+        return self._run(inputs, shared)
+
+    def _run(self, inputs: list, shared: list, rec=None) -> list:
+        """The call step by step, from Python; with ``rec`` (a replay.Recorder), classifying each value."""
         env = dict(self._constants)
         env.update(zip(self._input_ids, inputs))
         env.update(zip(self._shared_ids, shared))
         if self._unbound:
             raise GraphValueError(f"no value for input {self._unbound[0].describe()}")
-        for key, run in self._calls:
-            env[key] = run(env)
+        if rec is None:
+            for key, run in self._calls:
+                env[key] = run(env)
+        else:
+            for (key, run), (_, step, node) in zip(self._calls, self._plan):
+                before = len(rec.ops)
+                env[key] = value = run(env)
+                if rec.failed is None:
+                    self._classify(rec, step, node, value, len(rec.ops) - before)
         return [np.asarray(env[key]) for key in self._output_ids]
+
+    def _capture(self, key, values: list, inputs: list, shared: list) -> list:
+        """Run the call with a Recorder attached; keep the plan that replays it, or mark the layout as one that
+        runs step by step."""
+        rec = replay.Recorder(values, [v for v in self._constants.values() if type(v) is np.ndarray])
+        with replay.attached(rec):
+            out = self._run(inputs, shared, rec)
+        plan = _NOT_REPLAYED
+        if rec.failed is None:
+            try:
+                plan = replay.Plan(rec, out, replay_driver()[1], len(values))
+            except replay.CaptureFailed as e:
+                rec.fail(str(e))
+        self._replays[key] = plan
+        self.capture_failure = rec.failed  # (for tests and debugging: why the last recorded layout is not replayed)
+        return out
+
+    def _classify(self, rec, step, node: Node, value, new_ops: int) -> None:
+        """Check that a recorded step's value is one a replay reproduces: a constant, the buffer of the one
+        native call the step made, or a view of an earlier value laid out by the layouts alone."""
+        if isinstance(step, _ShapeMemoStep):
+            rec.add_constant(value)  # computed from shapes only: the same at every call with this layout
+            return
+        if type(value) is not np.ndarray:
+            rec.fail(f"{node.describe()} gives a {type(value).__name__}")
+            return
+        native = step is not None or node.op == "matmul"
+        if native:
+            ok = new_ops == 1
+        else:
+            fixed = all(
+                i.op == "constant" or isinstance(self._steps.get(id(i)), _ShapeMemoStep) for i in node.inputs[1:]
+            )
+            ok = new_ops == 0 and node.op in REPLAY_VIEW_OPS and fixed
+        if not ok:
+            rec.fail(f"{node.describe()} is computed by numpy")
+            return
+        try:
+            rec.resolve(value)
+        except replay.CaptureFailed as e:
+            rec.fail(f"{node.describe()}: {e}")
