@@ -1033,7 +1033,7 @@ class CpuProgram:
                     if out is not None:
                         return out
                 elif plan is None:
-                    if len(self._replays) >= MAX_PLANS:
+                    if len(self._replays) >= replay.MAX_REPLAYS:
                         self._replays.clear()
                     self._replays[key] = _SEEN  # the next call with this layout is recorded
                 elif plan is _SEEN:

@@ -37,6 +37,11 @@ DRIVER_FN = ctypes.CFUNCTYPE(
     ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p
 )
 _local = threading.local()
+#: the most memory a plan may keep in intermediate buffers: a replay saves microseconds, which matter only where
+#: the arrays are small
+MAX_KEPT_BYTES = 32 << 20
+#: plans a program keeps (one per argument layout); more layouts start the count again
+MAX_REPLAYS = 16
 
 
 class CaptureFailed(Exception):
@@ -158,6 +163,8 @@ class Plan:
             self.outputs.append((position, offset, value.shape, value.strides, value.dtype, whole))
         # the buffers and constants the words point into, kept alive (the returned buffers are new at each call)
         self.keep = [s[4] for k, s in enumerate(rec.sources) if s[0] != "arg" and k not in fresh]
+        if sum(s[4].nbytes for k, s in enumerate(rec.sources) if s[0] == "buffer" and k not in fresh) > MAX_KEPT_BYTES:
+            raise CaptureFailed("the intermediate buffers are larger than MAX_KEPT_BYTES")
         self.fresh = [(rec.sources[s][4].shape, rec.sources[s][4].dtype, _order(rec.sources[s][4])) for s in fresh]
         words, relocs, ops, self.nodes = [], [], [], []
         for kind, address, stop, op_words, pointers, node in rec.ops:

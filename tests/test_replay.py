@@ -233,3 +233,19 @@ def test_outputs_that_are_views_of_new_buffers(order):
     for outs, v in kept:
         check(outs, [np.exp(v).T, np.exp(v), np.exp(v.T) * 2.0, np.exp(v)], rtol=1e-12, atol=0)
     assert f.program.capture_failure is None and plans(f)
+
+
+def test_large_intermediates_are_not_kept(monkeypatch):
+    monkeypatch.setattr(replay, "MAX_KEPT_BYTES", 1000)
+    x = st.dmatrix("x")
+    f = sympile.function([x], st.sum(st.log_softmax(x, axis=1), axis=0))  # the log_softmax buffer is kept
+    v = np.random.default_rng(11).standard_normal((20, 30))
+    z = v - v.max(axis=1, keepdims=True)
+    for _ in range(3):
+        check([f(v)], [np.sum(z - np.log(np.exp(z).sum(axis=1, keepdims=True)), axis=0)], rtol=1e-12, atol=1e-12)
+    assert not plans(f) and "MAX_KEPT_BYTES" in f.program.capture_failure
+    monkeypatch.setattr(replay, "MAX_KEPT_BYTES", 32 << 20)
+    g = sympile.function([x], st.sum(st.log_softmax(x, axis=1), axis=0))
+    for _ in range(3):
+        g(v)
+    assert plans(g)
