@@ -249,3 +249,15 @@ def test_large_intermediates_are_not_kept(monkeypatch):
     for _ in range(3):
         g(v)
     assert plans(g)
+
+
+def test_outputs_that_are_not_new_buffers_keep_the_step_by_step_path():
+    x = st.dvector("x")
+    f = sympile.function([x], [x, st.exp(x), st.constant(np.arange(3.0)) * 1.0])
+    rng = np.random.default_rng(12)
+    for _ in range(4):
+        v = rng.standard_normal(3)
+        outs = f(v)
+        check(outs, [v, np.exp(v), np.arange(3.0)], rtol=1e-12, atol=0)
+        assert not np.shares_memory(outs[0], v)
+    assert not plans(f) and f.program.capture_failure is not None
