@@ -87,6 +87,8 @@ def debugprint(obj, file=None, print_type: bool = True, print_source: bool = Fal
     lines: list[str] = []
     # nodes a compiled function runs through their numpy reference (no native lowering)
     fallback = getattr(getattr(obj, "program", None), "fallback", None) or set()
+    # how the backend runs other nodes, where it is worth saying (the CPU backend's gemm updates)
+    notes = getattr(getattr(obj, "program", None), "notes", None) or {}
 
     def emit(node: Node, prefix: str, head: str, title: str):
         seen = id(node) in ids
@@ -98,7 +100,9 @@ def debugprint(obj, file=None, print_type: bool = True, print_source: bool = Fal
                 text += f" <{node.type.short()}>"
             if print_source and not node.is_leaf:
                 text += f"  # {node.source}"
-            if id(node) in fallback:
+            if id(node) in notes:
+                text += f"  ({notes[id(node)]})"
+            elif id(node) in fallback:
                 text += "  (numpy fallback)"
         lines.append(head + text)
         if seen:

@@ -48,6 +48,18 @@ def gemm_address(dtype: str) -> int | None:
     return None
 
 
+@functools.cache
+def gemm_function(dtype: str):
+    """numpy's BLAS ``cblas_?gemm`` for ``dtype`` as a ctypes function (it releases the GIL), or ``None``."""
+    address = gemm_address(dtype)
+    if address is None:
+        return None
+    scalar, size = (ctypes.c_float if dtype == "float32" else ctypes.c_double), ctypes.c_int64
+    pointer = ctypes.c_void_p
+    return ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, size, size, size, scalar, pointer, size,
+                            pointer, size, scalar, pointer, size)(address)  # fmt: skip
+
+
 def operand_layout(a: np.ndarray) -> tuple[int, int] | None:
     """``(transpose flag, leading dimension)`` under which BLAS reads the 2-d ``a`` in place, or ``None`` where
     its strides do not fit.

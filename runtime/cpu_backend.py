@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sympile.compiler.affine import affine_form
 from sympile.compiler.errors import GraphValueError
 from sympile.compiler.graph import Node, canonical_text, toposort
 from sympile.compiler.kernelspec import ROW_DTYPES, ROW_OPS, KernelSpec, node_kernel_spec, schedule_kernels
@@ -40,7 +41,7 @@ from sympile.compiler.optable import OPS
 from sympile.compiler.order import locality_order
 
 from . import replay
-from .blas import gemm_address, operand_layout
+from .blas import ROW_MAJOR, gemm_address, gemm_function, operand_layout
 from .cache import MemoryCache, cache_key, default_disk_cache, default_versions, memory_key
 from .host import cpu_fingerprint
 from .interpreter import broadcast_or_raise, leaf_value, run_node
@@ -672,6 +673,86 @@ class _KernelStep:
         return shape, False, "C", alloc_shape, inverse, (*dims, *(s for st in strides for s in st)), rows
 
 
+class _CopyStep:
+    """The output of a gemm update (_GemmUpdateStep) made early: a C-contiguous copy of its ``Z`` (the ``W`` of
+    ``W - lr*G``), taken right after an earlier step read ``Z``, while ``Z`` is still in the cache. ``None``
+    where ``Z`` is not a C-contiguous 2-d array of the update's dtype (the update then takes its general path)."""
+
+    def __init__(self, z: Node, dtype: np.dtype):
+        self.node = z
+        self.z = id(z)
+        self.dtype = dtype
+
+    def run(self, env: dict):
+        z = env[self.z]
+        if type(z) is not np.ndarray or z.dtype != self.dtype or z.ndim != 2 or not z.flags.c_contiguous or not z.size:
+            return None
+        out = np.empty(z.shape, self.dtype)
+        rec = replay.recorder()
+        if rec is not None:
+            rec.copy(out, z, self.node)
+        np.copyto(out, z)
+        return out
+
+
+class _GemmUpdateStep:
+    """An elementwise kernel ``alpha*P + beta*Z`` over a matrix product ``P = A @ B`` that nothing else reads
+    (compiler/affine.py), with constant coefficients: one BLAS ``gemm`` into the early copy of ``Z``
+    (_CopyStep), ``out = alpha*A@B + beta*out``. ``P`` is never written and read back, and ``Z`` was read while
+    in the cache: W4's update ``W1 - 0.1*(X.T @ dz)`` was a 100 us kernel after its product. ``P`` may reach the
+    kernel through ``sum_to`` nodes whose target is its shape. Anything else at run time (no copy, other
+    dtypes, ranks or shapes, strides BLAS cannot read) takes the steps it replaced."""
+
+    def __init__(self, kernel: _KernelStep, form, product: Node, chain: list, copy_key):
+        self.node = kernel.node
+        self.kernel = kernel
+        self.alpha, self.beta = form.alpha, form.beta
+        self.dtype = kernel.dtype
+        self.gemm = gemm_function(self.dtype.name)
+        self.address = gemm_address(self.dtype.name)
+        self.a, self.b = (id(i) for i in product.inputs)
+        self.targets = [id(n.inputs[1]) for n in chain if n.op == "sum_to"]  # target shapes P passes through
+        self.copy_key = copy_key
+        self.replaced = [(id(n), _NumpyStep(n).run) for n in reversed(chain)]  # the general path's steps
+
+    def run(self, env: dict):
+        out = env[self.copy_key]
+        a, b = env[self.a], env[self.b]
+        dtype = self.dtype
+        if (
+            out is None
+            or type(a) is not np.ndarray
+            or type(b) is not np.ndarray
+            or a.dtype != dtype
+            or b.dtype != dtype
+            or a.ndim != 2
+            or b.ndim != 2
+            or a.shape[1] != b.shape[0]
+            or a.shape[1] == 0
+            or out.shape != (a.shape[0], b.shape[1])
+        ):
+            return self.general(env)
+        for key in self.targets:
+            if tuple(env[key].tolist()) != out.shape:
+                return self.general(env)
+        layouts = operand_layout(a), operand_layout(b)
+        if None in layouts:
+            return self.general(env)
+        (ta, lda), (tb, ldb) = layouts
+        m, n = out.shape
+        rec = replay.recorder()
+        if rec is not None:
+            rec.gemm(self.address, a, b, out, *layouts, self.node, self.alpha, self.beta)
+        self.gemm(ROW_MAJOR, ta, tb, m, n, a.shape[1], self.alpha, data_pointer(a), lda, data_pointer(b), ldb,
+                  self.beta, data_pointer(out), n)  # fmt: skip
+        return out
+
+    def general(self, env: dict):
+        for key, run in self.replaced:
+            env[key] = run(env)
+        return self.kernel.run(env)
+
+
 def _check_status(node: Node, status: int) -> None:
     """A kernel's return code: nonzero where numpy would raise (an integer to a negative power)."""
     if status:
@@ -897,6 +978,9 @@ class CpuProgram:
                 step = _RowStep if spec.reduce in ROW_OPS else _ReduceStep if spec.reduce else _KernelStep
                 self._steps[id(node)] = step(node, reads, spec, lib)
                 self.kernels.append(Kernel(spec, node))
+        self._copies: dict[int, tuple] = {}  # id(node) -> (key, _CopyStep) to run right after it
+        self.notes: dict[int, str] = {}  # how some nodes run, for debugprint
+        self._absorbed = self._plan_gemm_updates()
         self._plan_reuse()
         self._plan_shape_memo()
         self.fallback = {id(n) for n in self.fallback_nodes}
@@ -906,7 +990,13 @@ class CpuProgram:
         self._constants = {id(n): leaf_value(n) for n in self.order if n.op == "constant"}
         bound = set(self._input_ids)
         self._unbound = [n for n in self.order if n.op == "input" and id(n) not in bound]
-        self._plan = [(id(n), self._steps.get(id(n)), n) for n in self.order if not n.is_leaf]
+        self._plan = []
+        for n in self.order:
+            if not n.is_leaf and id(n) not in self._absorbed:
+                self._plan.append((id(n), self._steps.get(id(n)), n))
+            if id(n) in self._copies:
+                key, copy = self._copies[id(n)]
+                self._plan.append((key, copy, copy.node))
         # what run() calls, in order: (result key, step.run) with the numpy steps' short paths planned too
         self._calls = [(key, (step or _NumpyStep(node)).run) for key, step, node in self._plan]
         self._output_ids = [id(o) for o in self.outputs]
@@ -996,6 +1086,66 @@ class CpuProgram:
         for node in self.order:
             if id(node) in shape_only:
                 self._steps[id(node)] = _ShapeMemoStep(node, self._steps.get(id(node)))
+
+    def _plan_gemm_updates(self) -> set[int]:
+        """Kernels ``alpha*P + beta*Z`` (constant coefficients) over a 2-d matrix product ``P`` only they read
+        become one gemm into a copy of ``Z`` (_GemmUpdateStep), the copy taken right after the first other step
+        that reads ``Z`` (_CopyStep; no fusion where there is none: the copy would read ``Z`` from memory as the
+        kernel does). Returns the ids of the nodes the gemm computes itself (the product and the ``sum_to``
+        nodes between it and the kernel), which run() skips."""
+        if gemm_function("float32") is None:
+            return set()
+        readers: dict[int, list[Node]] = {}
+        for node in self.order:
+            for i in dict.fromkeys(node.inputs):
+                readers.setdefault(id(i), []).append(node)
+        returned = {id(o) for o in self.outputs}
+        position = {id(n): k for k, n in enumerate(self.order)}
+
+        def private(node: Node) -> bool:
+            return not node.is_leaf and id(node) not in returned and len(readers.get(id(node), ())) == 1
+
+        absorbed: set[int] = set()
+        for node in self.order:
+            step = self._steps.get(id(node))
+            if type(step) is not _KernelStep or step.spec.reduce or node.ndim != 2:
+                continue
+            for k, read in enumerate(step.inputs):
+                chain = [read]
+                while chain[-1].op in PASS_THROUGH_OPS and private(chain[-1]):
+                    chain.append(chain[-1].inputs[0])
+                product = chain[-1]
+                if not (product.op == "matmul" and product.ndim == 2 and all(i.ndim == 2 for i in product.inputs)):
+                    continue
+                if not all(private(n) for n in chain) or any(id(n) in absorbed for n in chain):
+                    continue
+                form = affine_form(step.spec.inner, k, step.spec.scalar_inputs)
+                if form is None or form.z is None or form.alpha_inputs or form.beta_inputs or not form.alpha:
+                    continue
+                if not form.beta or product.dtype != node.dtype:
+                    continue
+                z = step.inputs[form.z]
+                if z.ndim != 2 or z.dtype != node.dtype:
+                    continue
+                before = position[id(node)]
+                early = [
+                    r for r in readers.get(id(z), ())
+                    if r is not node and id(r) not in absorbed and r not in chain and position[id(r)] < before
+                    and r.op not in METADATA_OPS and r.op not in ("dimshuffle", "reshape")  # (these read no data)
+                ]  # fmt: skip
+                if not early:
+                    continue
+                first = min(early, key=lambda r: position[id(r)])
+                if id(first) in self._copies:
+                    continue  # (one copy after a node: a second update reading the same Z keeps its kernel)
+                key = ("copy", id(node))
+                self._copies[id(first)] = (key, _CopyStep(z, step.dtype))
+                self._steps[id(node)] = _GemmUpdateStep(step, form, product, chain, key)
+                absorbed.update(id(n) for n in chain)
+                self.notes[id(node)] = f"BLAS gemm into a copy of {z.name or z.op} made after {first.op}"
+                self.notes.update((id(n), "in its reader's gemm") for n in chain)
+                break
+        return absorbed
 
     def _plan_reuse(self) -> None:
         """Matmul epilogues in place: an elementwise kernel whose input is a matmul result that nothing else reads

@@ -31,7 +31,7 @@ import numpy as np
 from .blas import ROW_MAJOR
 from .pointers import data_pointer
 
-KERNEL, SGEMM, DGEMM = 0, 1, 2  # op kinds: compiler/llvm/driver.py
+KERNEL, SGEMM, DGEMM, COPY = 0, 1, 2, 3  # op kinds: compiler/llvm/driver.py
 _GEMM_KIND = {"float32": SGEMM, "float64": DGEMM}
 DRIVER_FN = ctypes.CFUNCTYPE(
     ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p
@@ -118,13 +118,13 @@ class Recorder:
             return
         self.ops.append((KERNEL, ctypes.cast(fn, ctypes.c_void_p).value, stop, list(words), pointers, node))
 
-    def gemm(self, fn_address: int, a, b, out, layout_a, layout_b, node) -> None:
-        """``out = a @ b`` by cblas ``?gemm`` (row major, 64-bit sizes) at ``fn_address``."""
+    def gemm(self, fn_address: int, a, b, out, layout_a, layout_b, node, alpha=1.0, beta=0.0) -> None:
+        """``out = alpha * a @ b + beta * out`` by cblas ``?gemm`` (row major, 64-bit sizes) at ``fn_address``."""
         if self.failed is not None:
             return
         m, k = a.shape
         n = b.shape[1]
-        scalar = np.array([1.0, 0.0], out.dtype).view(np.int32 if out.dtype == np.float32 else np.int64)
+        scalar = np.array([alpha, beta], out.dtype).view(np.int32 if out.dtype == np.float32 else np.int64)
         alpha, beta = (int(v) for v in scalar)
         words = [ROW_MAJOR, layout_a[0], layout_b[0], m, n, k, alpha, 0, layout_a[1], 0, layout_b[1], beta, 0, n]
         try:
@@ -133,6 +133,17 @@ class Recorder:
             self.fail(str(e))
             return
         self.ops.append((_GEMM_KIND[out.dtype.name], fn_address, 0, words, pointers, node))
+
+    def copy(self, out: np.ndarray, src: np.ndarray, node) -> None:
+        """``out`` (a new C-contiguous buffer) = ``src`` (C-contiguous, of ``out``'s size), by ``memcpy``."""
+        if self.failed is not None:
+            return
+        try:
+            pointers = {0: self._written(out), 1: self.resolve(src)}
+        except CaptureFailed as e:
+            self.fail(str(e))
+            return
+        self.ops.append((COPY, 0, out.nbytes, [0, 0], pointers, node))
 
     def _written(self, out: np.ndarray) -> tuple[int, int]:
         try:

@@ -11,6 +11,8 @@
      arguments read from ``words + first``: order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc
      (alpha and beta as the bits of a float or double);
 
+   - kind :data:`COPY`: ``memcpy(words[first], words[first + 1], stop)`` (two pointers; ``stop`` bytes);
+
 3. returns 0, or ``k + 1`` where op ``k`` (a kernel) returned nonzero: the caller raises that node's error.
 
 The Python work of a call is then finding the plan, allocating the outputs and one ctypes call.
@@ -29,7 +31,7 @@ from .kernels import counted_loop
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = ir.PointerType()
-KERNEL, SGEMM, DGEMM = 0, 1, 2
+KERNEL, SGEMM, DGEMM, COPY = 0, 1, 2, 3
 #: words per op record
 OP_WORDS = 4
 
@@ -116,9 +118,18 @@ def add_driver(module: ir.Module, name: str) -> ir.Function:
                 values.append(v)
             b.call(callee(b, address, fnty), values)
             b.branch(done)
+        block = fn.append_basic_block("op.copy")
+        switch.add_case(ir.Constant(I64, COPY), block)
+        b.position_at_end(block)
+        dst, src = (b.inttoptr(word(b, args, ir.Constant(I64, j)), PTR) for j in range(2))
+        b.call(memcpy, [dst, src, stop, ir.Constant(ir.IntType(1), 0)])
+        b.branch(done)
         b.position_at_end(done)
         return state
 
+    memcpy = ir.Function(
+        module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, ir.IntType(1)]), "llvm.memcpy.p0.p0.i64"
+    )
     counted_loop(b, fn, zero, n_ops, [], run, "ops")
     b.ret(zero)
     b.position_at_end(fail)
