@@ -57,8 +57,10 @@ def measure_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int = 1
     """Time several callables in rounds (one sample of each per round) rather than one after the other.
 
     On a shared machine the load changes from second to second; interleaving spreads it evenly over the
-    implementations, so their ratios stay fair. ``budget_s`` is per callable, as in ``measure``. A callable that
-    raises is dropped from later rounds and its exception returned in place of its Timing.
+    implementations, so their ratios stay fair. The order turns by one each round: a callable that leaves
+    threads spinning (JAX's, OpenBLAS's) slows whatever runs next, and that must not always be the same one.
+    ``budget_s`` is per callable, as in ``measure``. A callable that raises is dropped from later rounds and its
+    exception returned in place of its Timing.
 
     >>> t = measure_interleaved({"a": lambda: None, "b": lambda: None}, budget_s=0.01)
     >>> sorted(t)
@@ -74,8 +76,10 @@ def measure_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int = 1
     gc.disable()
     try:
         start, total_budget = time.perf_counter(), budget_s * len(fns)
+        order = list(fns.items())
         for rounds in range(1, max_repeats + 1):
-            for name, fn in fns.items():
+            turn = (rounds - 1) % len(order)
+            for name, fn in order[turn:] + order[:turn]:
                 if name in failed:
                     continue
                 t0 = time.perf_counter()
