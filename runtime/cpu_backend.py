@@ -1093,7 +1093,8 @@ class CpuProgram:
         that reads ``Z`` (_CopyStep; no fusion where there is none: the copy would read ``Z`` from memory as the
         kernel does). Returns the ids of the nodes the gemm computes itself (the product and the ``sum_to``
         nodes between it and the kernel), which run() skips."""
-        if gemm_function("float32") is None:
+        # (numpy's BLAS is looked up only for a graph with a product: ~1 ms, which a warm start would feel)
+        if not any(n.op == "matmul" for n in self.order) or gemm_function("float32") is None:
             return set()
         readers: dict[int, list[Node]] = {}
         for node in self.order:
