@@ -384,6 +384,8 @@ class _RowStep:
 
 #: ops whose numpy reference returns a new array (BLAS writes it): an elementwise epilogue may overwrite it
 FRESH_RESULT_OPS = ("matmul", "dot", "tensordot")
+#: ops that are a 2-d matrix product where both inputs are 2-d (numpy's matmul and dot agree there)
+PRODUCT_OPS = ("matmul", "dot")
 #: ops that may return their input itself: private only if their input is
 PASS_THROUGH_OPS = ("sum_to",)
 _SEEN, _NOT_REPLAYED = object(), object()
@@ -461,7 +463,7 @@ class _NumpyStep:
             self.run = self.dimshuffle
         elif node.op == "sum_to":
             self.run = self.sum_to
-        elif node.op == "matmul" and node.inputs[0].ndim == 2 == node.inputs[1].ndim:
+        elif node.op in PRODUCT_OPS and node.inputs[0].ndim == 2 == node.inputs[1].ndim:
             self.run = self.matmul
         elif node.op == "alloc":
             self.run = self.alloc
@@ -1094,7 +1096,7 @@ class CpuProgram:
         kernel does). Returns the ids of the nodes the gemm computes itself (the product and the ``sum_to``
         nodes between it and the kernel), which run() skips."""
         # (numpy's BLAS is looked up only for a graph with a product: ~1 ms, which a warm start would feel)
-        if not any(n.op == "matmul" for n in self.order) or gemm_function("float32") is None:
+        if not any(n.op in PRODUCT_OPS for n in self.order) or gemm_function("float32") is None:
             return set()
         readers: dict[int, list[Node]] = {}
         for node in self.order:
@@ -1116,7 +1118,7 @@ class CpuProgram:
                 while chain[-1].op in PASS_THROUGH_OPS and private(chain[-1]):
                     chain.append(chain[-1].inputs[0])
                 product = chain[-1]
-                if not (product.op == "matmul" and product.ndim == 2 and all(i.ndim == 2 for i in product.inputs)):
+                if not (product.op in PRODUCT_OPS and product.ndim == 2 and all(i.ndim == 2 for i in product.inputs)):
                     continue
                 if not all(private(n) for n in chain) or any(id(n) in absorbed for n in chain):
                     continue
@@ -1234,7 +1236,7 @@ class CpuProgram:
         if type(value) is not np.ndarray:
             rec.fail(f"{node.describe()} gives a {type(value).__name__}")
             return
-        native = step is not None or node.op == "matmul"
+        native = step is not None or node.op in PRODUCT_OPS
         if native:
             ok = new_ops == 1
         else:

@@ -261,3 +261,17 @@ def test_outputs_that_are_not_new_buffers_keep_the_step_by_step_path():
         check(outs, [v, np.exp(v), np.arange(3.0)], rtol=1e-12, atol=0)
         assert not np.shares_memory(outs[0], v)
     assert not plans(f) and f.program.capture_failure is not None
+
+
+@needs_blas
+def test_dot_of_two_matrices_is_replayed_like_matmul():
+    x, w = st.fmatrix("x"), st.fmatrix("w")
+    b = st.fvector("b")
+    f = sympile.function([x, w, b], [st.argmax(st.dot(x, w) + b, axis=1), st.tanh(st.dot(x, w.T.T))])
+    rng = np.random.default_rng(13)
+    for _ in range(4):
+        X, W, B = (rng.standard_normal(s).astype(np.float32) for s in ((7, 5), (5, 3), (3,)))
+        got = f(X, W, B)
+        np.testing.assert_array_equal(got[0], np.argmax(X @ W + B, axis=1))
+        np.testing.assert_allclose(got[1], np.tanh(X @ W), rtol=1e-5, atol=1e-6)
+    assert f.program.capture_failure is None and plans(f)
