@@ -9,6 +9,10 @@ All kernels of a program live in one LLVM module, optimized at O3 for the host C
 disk keyed by the canonical graph text, the target and the versions; a program built again in the same process
 (same structure, new variables) reuses the loaded code from memory.
 
+A call runs the schedule step by step (in a locality order: compiler/order.py); from the second call with an
+argument layout on, the whole call is one native call (replay.py). An SGD update ``W - lr*(A @ B)`` runs as one
+BLAS gemm into an early copy of ``W`` (_GemmUpdateStep).
+
 >>> import numpy as np
 >>> from sympile.compiler.graph import input_node, make_node
 >>> x = input_node("float64", (None,), name="x")
