@@ -416,7 +416,11 @@ class CudaProgram:
         if n_red == 0 and spec.reduce in ("max", "min", "argmax", "argmin"):
             if id(node) in self.schedule.empty_max_is_neg_inf:  # an expanded logsumexp's shift: numpy gives -inf
                 return np.full(out_shape, -np.inf, spec.out_dtype)
-            return run_node(node, [a.get() for a in arrays])  # numpy's error: a zero-size array has no maximum
+            host = [a.get() for a in arrays]
+            origin = self.schedule.expanded_from.get(id(node))
+            if origin is not None:  # an expanded softmax's max: numpy's error, in the softmax's name
+                run_node(origin, host)
+            return run_node(node, host)  # numpy's error: a zero-size array has no maximum
         out = DeviceArray(self.device, out_shape, spec.out_dtype)
         if out.size == 0:
             return out

@@ -43,6 +43,8 @@ class Schedule:
     outputs: list = field(default_factory=list)
     #: ids of ``max`` nodes (a logsumexp's shift) whose reduction over zero elements is -inf, not numpy's error
     empty_max_is_neg_inf: frozenset = frozenset()
+    #: id of an expanded softmax/log_softmax's ``max`` node -> that softmax node: errors name what the user wrote
+    expanded_from: dict = field(default_factory=dict)
 
     #: per host ``sum_to`` node (by id) whose summed axes are known only at run time: ``{r: spec}``, a sum over
     #: the last ``r`` of ``r`` reduced axes (the kernels take any axes, permuted last by the runtime)
@@ -188,10 +190,11 @@ def _variance(node: Node, ap) -> Node:
     return ap("sqrt", new) if node.op == "std" else new
 
 
-def expand_for_gpu(outputs: list[Node]) -> tuple[list[Node], frozenset]:
+def expand_for_gpu(outputs: list[Node], origins: dict | None = None) -> tuple[list[Node], frozenset]:
     """``outputs`` with every float32/float64 ``softmax``, ``log_softmax`` and ``logsumexp`` expanded into
     nodes the GPU runs (max and sum reductions, elementwise ops), then fused; and the ids of the logsumexp
     shifts' ``max`` nodes (see :class:`Schedule`). Outputs without such nodes come back as they are.
+    ``origins``, if given, gets ``id(max node) -> softmax node`` for each expanded softmax and log_softmax.
 
     >>> from sympile.compiler.graph import input_node, make_node
     >>> x = input_node("float32", (None, None), name="x")
@@ -212,6 +215,8 @@ def expand_for_gpu(outputs: list[Node]) -> tuple[list[Node], frozenset]:
         if found is not None:
             (node_, more), changed = found, True
             maxes += more
+            if origins is not None and node.op in ("softmax", "log_softmax"):
+                origins.update((id(n), node) for n in toposort([node_]) if n.op == "max")
         memo[id(node)] = node_
     if not changed:
         return list(outputs), frozenset()
@@ -227,9 +232,11 @@ def schedule(inputs: list[Node], outputs: list[Node]) -> Schedule:
     Row ops are expanded first (:func:`expand_for_gpu`): ``sched.outputs`` are the outputs of the graph that is
     scheduled, which the runtime evaluates in place of ``outputs``.
     """
-    outputs, empty_max = expand_for_gpu(outputs)
+    origins: dict = {}
+    outputs, empty_max = expand_for_gpu(outputs, origins)
     sched = Schedule(toposort(outputs), key=canonical_text(outputs, inputs), outputs=outputs)
     sched.empty_max_is_neg_inf = empty_max
+    sched.expanded_from = origins
     sched.kernels, sched.fallback = schedule_kernels(sched.order, cuda_kernel_spec, sched.key)
     # only what the outputs need through the kernels' reads: a transpose read by the matmul kernel is not computed
     reads_of = {id(node): reads for node, reads, _ in sched.kernels}
