@@ -19,6 +19,7 @@ Affine(alpha=-0.5, alpha_inputs=(), z=1, beta=1.0, beta_inputs=())
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 #: the composite dtypes gemm computes in
@@ -40,7 +41,8 @@ class Affine:
 def affine_form(inner, product: int, scalar_inputs: tuple) -> Affine | None:
     """``inner`` (a Composite) as an :class:`Affine` form of its input ``product``, or ``None`` where it is not
     one: one dtype throughout (float32/float64; Python-number constants adopt it, as in numpy), only ``add``,
-    ``sub``, ``neg`` and ``mul`` by a coefficient, each of ``P`` and one other non-scalar input ``Z`` used once.
+    ``sub``, ``neg`` and ``mul`` by a coefficient (of a sum, only one that scales exactly: a power of two), each
+    of ``P`` and one other non-scalar input ``Z`` used once.
     ``scalar_inputs[k]``: input ``k`` holds one element (it may be a coefficient)."""
     dtype = inner.dtypes[-1]
     for k, d in enumerate(inner.dtypes):
@@ -96,4 +98,13 @@ def _step(op: str, args: list, attrs: dict):
 def _scale(form, coef):
     if form[0] == "coef":
         return ("coef", form[1] * coef[1], form[2] + coef[2])
+    if len(form[1]) > 1 and not _exact_scale(coef):
+        return None  # c*(W - P) is not c*W - c*P in floating point: numpy rounds the difference first
     return ("lin", {k: (c * coef[1], slots + coef[2]) for k, (c, slots) in form[1].items()})
+
+
+def _exact_scale(coef) -> bool:
+    """Whether multiplying by ``coef`` is exact (a constant power of two, either sign), so it may be spread over
+    a sum without changing how the result rounds."""
+    value, slots = coef[1], coef[2]
+    return not slots and value != 0 and math.frexp(abs(value))[0] == 0.5

@@ -717,7 +717,8 @@ class _GemmUpdateStep:
         self.gemm = gemm_function(self.dtype.name)
         self.address = gemm_address(self.dtype.name)
         self.a, self.b = (id(i) for i in product.inputs)
-        self.targets = [id(n.inputs[1]) for n in chain if n.op == "sum_to"]  # target shapes P passes through
+        self.target_nodes = [n.inputs[1] for n in chain if n.op == "sum_to"]  # target shapes P passes through
+        self.targets = [id(n) for n in self.target_nodes]
         self.copy_key = copy_key
         self.replaced = [(id(n), _NumpyStep(n).run) for n in reversed(chain)]  # the general path's steps
 
@@ -1240,14 +1241,16 @@ class CpuProgram:
         if type(value) is not np.ndarray:
             rec.fail(f"{node.describe()} gives a {type(value).__name__}")
             return
+
+        def fixed(nodes) -> bool:  # a shape argument must not come from data (a reshape to a computed shape)
+            return all(i.op == "constant" or isinstance(self._steps.get(id(i)), _ShapeMemoStep) for i in nodes)
+
         native = step is not None or node.op in PRODUCT_OPS
         if native:
-            ok = new_ops == 1
+            # (a gemm update checks its sum_to targets against the product at run time: a replay would not)
+            ok = new_ops == 1 and (type(step) is not _GemmUpdateStep or fixed(step.target_nodes))
         else:
-            fixed = all(
-                i.op == "constant" or isinstance(self._steps.get(id(i)), _ShapeMemoStep) for i in node.inputs[1:]
-            )
-            ok = new_ops == 0 and node.op in REPLAY_VIEW_OPS and fixed
+            ok = new_ops == 0 and node.op in REPLAY_VIEW_OPS and fixed(node.inputs[1:])
         if not ok:
             rec.fail(f"{node.describe()} is computed by numpy")
             return

@@ -77,6 +77,7 @@ class Recorder:
             self._add("arg", k, v)
         for c in constants:
             self._add("const", None, c)
+        self.program_sources = len(self.sources)  # the later ones are the call's: the plan keeps them
         self.ops: list[tuple] = []  # (kind, fn address, stop, words, {word position: source}, node)
         self.failed: str | None = None  # why the call cannot be replayed (the call itself goes on)
 
@@ -174,7 +175,8 @@ class Plan:
             self.outputs.append((position, offset, value.shape, value.strides, value.dtype, whole))
         # the buffers and constants the words point into, kept alive (the returned buffers are new at each call)
         self.keep = [s[4] for k, s in enumerate(rec.sources) if s[0] != "arg" and k not in fresh]
-        if sum(s[4].nbytes for k, s in enumerate(rec.sources) if s[0] == "buffer" and k not in fresh) > MAX_KEPT_BYTES:
+        kept = [s[4] for k, s in enumerate(rec.sources) if k >= rec.program_sources and k not in fresh]
+        if sum(a.nbytes for a in kept) > MAX_KEPT_BYTES:  # (buffers, and values computed from shapes)
             raise CaptureFailed("the intermediate buffers are larger than MAX_KEPT_BYTES")
         self.fresh = [(rec.sources[s][4].shape, rec.sources[s][4].dtype, _order(rec.sources[s][4])) for s in fresh]
         words, relocs, ops, self.nodes = [], [], [], []
