@@ -195,3 +195,23 @@ def layouts(a: np.ndarray) -> dict[str, np.ndarray]:
     rev = np.ascontiguousarray(a[tuple(slice(None, None, -1) for _ in a.shape)])
     rev = rev[tuple(slice(None, None, -1) for _ in a.shape)]
     return {"C": np.ascontiguousarray(a), "F": np.asfortranarray(a), "strided": view, "negative": rev}
+
+
+def run_in_threads(work: Callable, argument_lists: list) -> list:
+    """Run ``work(*args)`` on one thread per entry of ``argument_lists`` at once; the exceptions they raised."""
+    import threading  # noqa: PLC0415
+
+    errors: list = []
+
+    def guarded(*args):
+        try:
+            work(*args)
+        except Exception as e:  # noqa: BLE001  (returned to the caller)
+            errors.append(e)
+
+    threads = [threading.Thread(target=guarded, args=args) for args in argument_lists]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors

@@ -4,10 +4,9 @@ Every replayed result is checked against numpy (or the step-by-step path), with 
 replay that reused a stale pointer or a stale buffer would show.
 """
 
-import threading
-
 import numpy as np
 import pytest
+from oracle import run_in_threads
 
 import sympile
 import sympile.tensor as st
@@ -141,21 +140,12 @@ def test_many_threads_calling_one_replayed_function():
     datasets = [mlp_data(rng) for _ in range(8)]
     for data in datasets[:3]:
         f(*data)
-    errors = []
 
     def work(data):
-        try:
-            for _ in range(20):
-                check(f(*data), mlp_numpy(*data))
-        except Exception as e:  # noqa: BLE001  (reported below)
-            errors.append(e)
+        for _ in range(20):
+            check(f(*data), mlp_numpy(*data))
 
-    threads = [threading.Thread(target=work, args=(d,)) for d in datasets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not run_in_threads(work, [(d,) for d in datasets])
 
 
 @needs_blas

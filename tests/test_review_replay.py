@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from oracle import run_in_threads
 
 import sympile
 import sympile.tensor as st
@@ -210,21 +211,14 @@ def test_threads_replaying_a_plan_with_kept_buffers():
     for data in datasets[:3]:
         f(*data)
     assert plans(f.program)
-    errors = []
 
     def work(data):
         want = ref(*data)
         for _ in range(100):
             for got, w_ in zip(f(*data), want):
-                if not np.allclose(got, w_, rtol=1e-10, atol=1e-12):
-                    errors.append(1)
+                assert np.allclose(got, w_, rtol=1e-10, atol=1e-12)
 
-    threads = [threading.Thread(target=work, args=(d,)) for d in datasets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not run_in_threads(work, [(d,) for d in datasets])
 
 
 def _update_through_sum_to(target: str):
