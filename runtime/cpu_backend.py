@@ -112,15 +112,17 @@ def _splits(total: int, work: int) -> bool:
     return work >= PARALLEL_MIN_ELEMENTS and total >= 2 and num_threads() > 1
 
 
-def _record(fn, total: int, words, arrays: list, node: Node, work: int) -> None:
-    """Tell the Recorder of a call being captured on this thread (replay.py), if any, of a kernel call
-    ``fn(0, total, words)`` whose first words point into ``arrays`` (the inputs, then the output)."""
+def _call_kernel(fn, total: int, words, arrays: list, node: Node, work: int, align: int) -> int:
+    """``_launch(fn, total, words, work, align)``, first telling the Recorder of a call being captured on this
+    thread (replay.py), if any: ``words`` is a ctypes array whose first words point into ``arrays`` (the
+    inputs, then the output)."""
     rec = replay.recorder()
     if rec is not None:
         if _splits(total, work):
             rec.fail("a kernel split across threads")
         else:
             rec.kernel(fn, total, words, arrays, node)
+    return _launch(fn, total, ctypes.addressof(words), work, align)
 
 
 def _launch(fn, total: int, args: int, work: int, align: int) -> int:
@@ -381,8 +383,7 @@ class _RowStep:
             shape = [1 if d in axes else x.shape[d] for d in range(nd) if self.keepdims or d not in axes]
             result = out.reshape(shape)
         words = (ctypes.c_int64 * 3)(data_pointer(moved), data_pointer(out), cols)
-        _record(self.fn, rows, words, [moved, out], self.node, x.size)
-        _launch(self.fn, rows, ctypes.addressof(words), x.size, 1)
+        _call_kernel(self.fn, rows, words, [moved, out], self.node, x.size, 1)
         return result
 
 
@@ -450,6 +451,18 @@ _NOTHING = object()
 MEMO_MAX_BYTES = 1 << 20
 
 
+def _plain_product(a, b, dtype: np.dtype) -> bool:
+    """Whether ``a @ b`` is a product of two 2-d arrays of ``dtype`` with matching inner sizes."""
+    return (
+        type(a) is np.ndarray
+        and type(b) is np.ndarray
+        and a.dtype == dtype
+        and b.dtype == dtype
+        and a.ndim == 2 == b.ndim
+        and a.shape[1] == b.shape[0]
+    )
+
+
 class _NumpyStep:
     """A node without a kernel: numpy's reference (``run_node``), with short paths for the common cheap cases of
     a gradient's bookkeeping, which cost ~10-30 us each through the generic impl: a ``dimshuffle`` as a planned
@@ -504,14 +517,7 @@ class _NumpyStep:
 
     def matmul(self, env: dict):
         a, b = env[self.ids[0]], env[self.ids[1]]
-        if (
-            type(a) is np.ndarray
-            and type(b) is np.ndarray
-            and a.dtype == self.dtype
-            and b.dtype == self.dtype
-            and a.ndim == 2 == b.ndim
-            and a.shape[1] == b.shape[0]
-        ):
+        if _plain_product(a, b, self.dtype):
             out = np.matmul(a, b)  # the impl's call, without run_node's checks (they hold here by construction)
             rec = replay.recorder()
             if rec is not None:
@@ -611,14 +617,12 @@ class _KernelStep:
         out = np.empty(shape, self.dtype)
         rec = replay.recorder()
         if self.by_object is not None and rec is None:  # arrays and out stay referenced until the call returns
-            words = self.words(*map(id, arrays), id(out))  # held in a local: the kernel reads it during the call
-        else:
-            words = self.words(*map(data_pointer, arrays), data_pointer(out))
+            fn, words = self.by_object, self.words(*map(id, arrays), id(out))  # (the kernel reads it: a local)
+        else:  # (a recorded call needs data pointers: the objects are this call's)
+            fn, words = self.small, self.words(*map(data_pointer, arrays), data_pointer(out))
             if rec is not None:
-                rec.kernel(self.small, size, words, [*arrays, out], self.node)
-            _check_status(self.node, self.small(0, size, ctypes.addressof(words)))
-            return out
-        _check_status(self.node, (self.by_object or self.small)(0, size, ctypes.addressof(words)))
+                rec.kernel(fn, size, words, [*arrays, out], self.node)
+        _check_status(self.node, fn(0, size, ctypes.addressof(words)))
         return out
 
     def compute(self, arrays: list) -> np.ndarray:
@@ -635,11 +639,9 @@ class _KernelStep:
         words = (ctypes.c_int64 * (len(arrays) + 1 + len(tail)))(*map(data_pointer, arrays), data_pointer(out), *tail)
         if contiguous:
             fn = self.small if size < SMALL_ELEMENTS else self.contiguous
-            _record(fn, size, words, [*arrays, out], self.node, size)
-            status = _launch(fn, size, ctypes.addressof(words), size, 64)
+            status = _call_kernel(fn, size, words, [*arrays, out], self.node, size, 64)
         else:
-            _record(self.strided, rows, words, [*arrays, out], self.node, size)
-            status = _launch(self.strided, rows, ctypes.addressof(words), size, 1)
+            status = _call_kernel(self.strided, rows, words, [*arrays, out], self.node, size, 1)
         _check_status(self.node, status)
         return out if inverse is None else out.transpose(inverse)
 
@@ -725,18 +727,11 @@ class _GemmUpdateStep:
     def run(self, env: dict):
         out = env[self.copy_key]
         a, b = env[self.a], env[self.b]
-        dtype = self.dtype
         if (
             out is None
-            or type(a) is not np.ndarray
-            or type(b) is not np.ndarray
-            or a.dtype != dtype
-            or b.dtype != dtype
-            or a.ndim != 2
-            or b.ndim != 2
-            or a.shape[1] != b.shape[0]
-            or a.shape[1] == 0
-            or out.shape != (a.shape[0], b.shape[1])
+            or not _plain_product(a, b, self.dtype)
+            or not a.shape[1]
+            or out.shape != a.shape[:1] + b.shape[1:]
         ):
             return self.general(env)
         for key in self.targets:
@@ -817,11 +812,9 @@ class _ReduceStep:
         words = (ctypes.c_int64 * (len(arrays) + 1 + len(tail)))(*map(data_pointer, arrays), data_pointer(out), *tail)
         if kind == "outer":
             # adding a row is about a quarter of the work of a typical elementwise element: split only larger ones
-            _record(self.outer, total, words, [*arrays, out], self.node, work)
-            status = _launch(self.outer, total, ctypes.addressof(words), work, 16)
+            status = _call_kernel(self.outer, total, words, [*arrays, out], self.node, work, 16)
         else:
-            _record(self.fn, total, words, [*arrays, out], self.node, work)
-            status = _launch(self.fn, total, ctypes.addressof(words), work, 1)
+            status = _call_kernel(self.fn, total, words, [*arrays, out], self.node, work, 1)
         _check_status(self.node, status)
         return out
 
