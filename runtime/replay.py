@@ -226,8 +226,8 @@ def _order(a: np.ndarray) -> str:
 
 
 def signature(values: list):
-    """The layout key of a call's values, or ``None`` where one is not an aligned array of native byte order
-    (those calls take the step-by-step path).
+    """The layout key of a call's values (shapes, strides, dtypes: a byte order is part of a dtype), or ``None``
+    where one is not a non-empty, aligned array (those calls take the step-by-step path).
 
     >>> signature([np.zeros((2, 3))]), signature([np.zeros((2, 3)), 1.0])
     ((((2, 3), (24, 8), dtype('float64')),), None)
